@@ -1,0 +1,1 @@
+"""Composition root: settings, engine, channels, web server, delivery and the CLI."""

@@ -1,0 +1,168 @@
+"""The console channel: chat with the bot in a terminal, or drive it from a script."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TextIO
+
+from handlers.dispatcher import Dispatcher
+from handlers.i18n import Catalogue
+from handlers.types import ChannelTraits, Incoming, Reply
+
+CHANNEL = "console"
+TRAITS = ChannelTraits(name=CHANNEL, buttons=False, text_limit=100_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    """Someone the demo user can speak as."""
+
+    key: str
+    external_id: str
+    label: str
+
+
+def render(reply: Reply) -> str:
+    """Show a reply as text, with its choices numbered (there are no buttons here)."""
+    lines = [reply.text]
+    lines += [f"  {number}. {choice.label}" for number, choice in enumerate(reply.choices, 1)]
+    lines += [f"  📎 {a.name or a.kind}" for a in reply.attachments]
+    return "\n".join(lines)
+
+
+class ConsoleChannel:
+    """Deliver pushed messages by printing them, marked with who they were for."""
+
+    traits = TRAITS
+
+    def __init__(self, out: TextIO, personas: Mapping[str, Persona], texts: Catalogue) -> None:
+        self._out = out
+        self._by_chat = {p.external_id: p for p in personas.values()}
+        self._texts = texts
+
+    async def push(self, chat_id: str, reply: Reply) -> None:
+        persona = self._by_chat.get(chat_id)
+        who = persona.label if persona else chat_id
+        self._out.write(self._texts("console.pushed", who=who) + "\n")
+        self._out.write(_indent(render(reply)) + "\n\n")
+        self._out.flush()
+
+
+MetaCommand = Callable[[str], Awaitable[str | None]]
+
+
+class ConsoleChat:
+    """Read the user's lines, hand them to the dispatcher, print the answers."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        texts: Catalogue,
+        personas: Mapping[str, Persona],
+        *,
+        start_as: str,
+        after_message: Callable[[], Awaitable[object]],
+        meta: Mapping[str, MetaCommand] | None = None,
+        stdin: TextIO | None = None,
+        out: TextIO | None = None,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._texts = texts
+        self._personas = personas
+        self._persona = personas[start_as]
+        self._after_message = after_message
+        self._meta = dict(meta or {})
+        self._stdin = stdin or sys.stdin
+        self._out = out or sys.stdout
+        # Update keys stay unique across runs sharing one database.
+        self._run = secrets.token_hex(4)
+        self._counter = itertools.count(1)
+
+    @property
+    def interactive(self) -> bool:
+        return self._stdin.isatty()
+
+    async def run(self) -> None:
+        """Chat until end of input or `:quit`."""
+        self._print(self._texts("console.banner", persona=self._persona.label))
+        while True:
+            line = await self._read_line()
+            if line is None:
+                break
+            line = line.strip()
+            if not line:
+                continue
+            if not self.interactive:
+                self._print(f"{self._persona.label}> {line}")
+            if line.startswith(":"):
+                if not await self._meta_command(line):
+                    break
+                continue
+            await self.say(line)
+
+    async def say(self, text: str) -> None:
+        """Send one line as the current persona and print the answers."""
+        incoming = Incoming(
+            channel=CHANNEL,
+            user_id=self._persona.external_id,
+            chat_id=self._persona.external_id,
+            update_key=f"{self._run}-{next(self._counter)}",
+            text=text,
+            display_name=self._persona.label,
+        )
+        outcome = await self._dispatcher.handle(incoming)
+        for reply in outcome.replies:
+            self._print(_indent(render(reply)) + "\n")
+        # Pushed messages (to this persona or others) appear before the next prompt.
+        await self._after_message()
+
+    async def _meta_command(self, line: str) -> bool:
+        word, _, argument = line[1:].partition(" ")
+        word = word.lower()
+        if word in ("quit", "q", "exit"):
+            return False
+        if word == "as":
+            persona = self._personas.get(argument.strip().lower())
+            if persona is None:
+                names = ", ".join(self._personas)
+                self._print(self._texts("console.unknown_persona", names=names))
+            else:
+                self._persona = persona
+                self._print(self._texts("console.now_as", persona=persona.label))
+            return True
+        if word == "help":
+            self._print(self._texts("console.help", names=", ".join(self._personas)))
+            return True
+        handler = self._meta.get(word)
+        if handler is None:
+            self._print(self._texts("console.unknown_meta", command=":" + word))
+            return True
+        answer = await handler(argument.strip())
+        if answer:
+            self._print(answer)
+        return True
+
+    async def _read_line(self) -> str | None:
+        prompt = f"{self._persona.label}> " if self.interactive else ""
+        try:
+            if self.interactive:
+                return await asyncio.to_thread(input, prompt)
+            line = await asyncio.to_thread(self._stdin.readline)
+            return line if line else None
+        except EOFError:
+            return None
+
+    def _print(self, text: str) -> None:
+        self._out.write(text + "\n")
+        self._out.flush()
+
+
+def _indent(text: str) -> str:
+    return "\n".join(
+        "  🤖 " + line if i == 0 else "     " + line for i, line in enumerate(text.split("\n"))
+    )

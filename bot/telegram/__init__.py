@@ -1,0 +1,1 @@
+"""Telegram channel through python-telegram-bot."""

@@ -1,0 +1,198 @@
+"""The Telegram channel: receives updates, answers them, and pushes queued messages."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+
+from telegram import BotCommand, Update
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.ext import Application, ContextTypes, TypeHandler
+
+from bot.channels import RetryLaterError, UnreachableError, split_text
+from bot.telegram.convert import CHANNEL, keyboard, to_incoming
+from handlers.dispatcher import Dispatcher
+from handlers.i18n import Catalogue
+from handlers.types import ChannelTraits, Outcome, Reply
+from storage import app_state, inbox
+from storage.clock import Clock
+from storage.engine import SessionFactory
+
+log = logging.getLogger(__name__)
+
+TRAITS = ChannelTraits(name=CHANNEL, buttons=True, text_limit=4096)
+ALLOWED_UPDATES = ["message", "callback_query"]
+_CALLBACK_NOTICE_LIMIT = 200
+
+
+def build_application(
+    token: str, api_base_url: str, *, webhook: bool, concurrent_updates: int
+) -> Application:  # type: ignore[type-arg]
+    """Build the python-telegram-bot Application talking to `api_base_url`."""
+    builder = (
+        Application.builder()
+        .token(token)
+        .base_url(f"{api_base_url}/bot")
+        .base_file_url(f"{api_base_url}/file/bot")
+        .concurrent_updates(concurrent_updates)
+        .connection_pool_size(max(concurrent_updates, 8))
+    )
+    if webhook:
+        # Our own aiohttp server receives the webhook; no Updater is needed.
+        builder = builder.updater(None)
+    return builder.build()
+
+
+class TelegramChannel:
+    """Bridge between python-telegram-bot and the neutral dispatcher."""
+
+    traits = TRAITS
+
+    def __init__(
+        self,
+        application: Application,  # type: ignore[type-arg]
+        dispatcher: Dispatcher,
+        sessions: SessionFactory,
+        clock: Clock,
+        texts: Catalogue,
+        on_queued: Callable[[], None],
+    ) -> None:
+        self.application = application
+        self._dispatcher = dispatcher
+        self._sessions = sessions
+        self._clock = clock
+        self._texts = texts
+        self._on_queued = on_queued
+        self._observers: list[Callable[[str], None]] = []
+        application.add_handler(TypeHandler(Update, self._on_update))
+
+    def observe(self, callback: Callable[[str], None]) -> None:
+        """Call `callback` with each update's key once it has been fully answered."""
+        self._observers.append(callback)
+
+    @property
+    def username(self) -> str | None:
+        return self.application.bot.username if self.application.bot else None
+
+    async def initialize(self, menu: Sequence[tuple[str, str]]) -> None:
+        """Learn who the bot is, remember its username, and set the command menu."""
+        await self.application.initialize()
+        async with self._sessions() as session, session.begin():
+            await app_state.put(session, app_state.TELEGRAM_USERNAME, self.application.bot.username)
+        commands = [BotCommand(name, self._texts(key)) for name, key in menu]
+        await self.application.bot.set_my_commands(commands)
+
+    async def receive_webhook(self, payload: dict[str, object]) -> None:
+        """Store a webhook update durably, then queue it for handling."""
+        update_key = str(payload["update_id"])
+        async with self._sessions() as session, session.begin():
+            first = await inbox.store(
+                session,
+                channel=CHANNEL,
+                update_key=update_key,
+                payload=dict(payload),
+                now=self._clock.now(),
+            )
+        if first:
+            await self._enqueue(payload)
+
+    async def replay_stored(self) -> int:
+        """Queue updates stored before a crash but never handled."""
+        async with self._sessions() as session:
+            stored = await inbox.unprocessed(session, CHANNEL)
+            payloads = [row.payload for row in stored if row.payload is not None]
+        for payload in payloads:
+            await self._enqueue(payload)
+        if payloads:
+            log.info("replaying %d stored Telegram updates", len(payloads))
+        return len(payloads)
+
+    async def _enqueue(self, payload: dict[str, object]) -> None:
+        try:
+            update = Update.de_json(dict(payload), self.application.bot)
+        except Exception:  # a malformed update must not stop the others
+            log.warning("unreadable Telegram update %s", payload.get("update_id"), exc_info=True)
+            async with self._sessions() as session, session.begin():
+                await inbox.record_failure(
+                    session,
+                    channel=CHANNEL,
+                    update_key=str(payload.get("update_id")),
+                    error_ref="unreadable",
+                    now=self._clock.now(),
+                )
+            return
+        await self.application.update_queue.put(update)
+
+    async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            await self._answer(update)
+        finally:
+            for observer in self._observers:
+                observer(str(update.update_id))
+
+    async def _answer(self, update: Update) -> None:
+        incoming = to_incoming(update)
+        if incoming is None:
+            return
+        outcome = await self._dispatcher.handle(incoming)
+        if outcome.queued_notifications:
+            self._on_queued()
+        try:
+            await self._render(update, int(incoming.chat_id), outcome)
+        except Forbidden:
+            log.info("chat %s blocked the bot before our answer", incoming.chat_id)
+        except TelegramError:
+            log.warning("could not answer update %s", update.update_id, exc_info=True)
+
+    async def _render(self, update: Update, chat_id: int, outcome: Outcome) -> None:
+        query = update.callback_query
+        if query is not None:
+            notice = (outcome.choice_notice or "")[:_CALLBACK_NOTICE_LIMIT] or None
+            await query.answer(text=notice)
+            if outcome.choice_accepted and query.message is not None:
+                # Spent buttons disappear, so the same choice cannot be pressed twice.
+                with contextlib.suppress(BadRequest):
+                    await query.edit_message_reply_markup(reply_markup=None)
+        for reply in outcome.replies:
+            await self._send(chat_id, reply)
+
+    async def _send(self, chat_id: int | str, reply: Reply) -> None:
+        bot = self.application.bot
+        parts = split_text(reply.text, TRAITS.text_limit)
+        for index, part in enumerate(parts):
+            markup = keyboard(reply.choices) if index == len(parts) - 1 else None
+            await bot.send_message(chat_id=chat_id, text=part, reply_markup=markup)
+        for attachment in reply.attachments:
+            if attachment.kind == "photo":
+                await bot.send_photo(chat_id=chat_id, photo=attachment.file_ref)
+            else:
+                await bot.send_document(chat_id=chat_id, document=attachment.file_ref)
+
+    async def push(self, chat_id: str, reply: Reply) -> None:
+        """Send a queued message, translating Telegram's errors for the delivery service."""
+        try:
+            await self._send(chat_id, reply)
+        except RetryAfter as error:
+            delay = error.retry_after
+            seconds = delay.total_seconds() if hasattr(delay, "total_seconds") else float(delay)
+            raise RetryLaterError("rate limited", seconds) from error
+        except Forbidden as error:
+            raise UnreachableError(error.message) from error
+        except BadRequest as error:
+            if "chat not found" in error.message.lower():
+                raise UnreachableError(error.message) from error
+            raise RetryLaterError(error.message, 60.0) from error
+        except NetworkError as error:  # includes TimedOut
+            raise RetryLaterError(str(error)) from error
+
+
+class TelegramInviteLinks:
+    """Deep links to the bot, once its username is known."""
+
+    def __init__(self, username: Callable[[], str | None]) -> None:
+        self._username = username
+
+    def links(self, code: str) -> list[str]:
+        name = self._username()
+        return [f"https://t.me/{name}?start={code}"] if name else []

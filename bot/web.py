@@ -1,0 +1,59 @@
+"""The aiohttp server: health check and messenger webhooks."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
+TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+Receiver = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def secret_matches(supplied: str | None, expected: bytes) -> bool:
+    """Compare a header with the secret in constant time."""
+    return hmac.compare_digest((supplied or "").encode("utf-8", "replace"), expected)
+
+
+def telegram_webhook(
+    secret: str, receive: Receiver
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Build the webhook handler: secret first, then parse, store, and acknowledge."""
+    expected = secret.encode()
+
+    async def handle(request: web.Request) -> web.Response:
+        if not secret_matches(request.headers.get(TELEGRAM_SECRET_HEADER), expected):
+            log.warning("Telegram webhook call without the right secret from %s", request.remote)
+            return web.Response(status=403)
+        body = await request.read()
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return web.Response(status=400, text="malformed JSON")
+        update_id = payload.get("update_id") if isinstance(payload, dict) else None
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
+            return web.Response(status=400, text="no update_id")
+        # Stored before we answer: once Telegram has its 200, the update is safe with us.
+        await receive(payload)
+        return web.Response(status=200)
+
+    return handle
+
+
+async def health(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def build_web_app() -> web.Application:
+    """Create the web application with the routes every deployment has."""
+    app = web.Application(client_max_size=1024 * 1024)
+    app.router.add_get("/healthz", health)
+    return app

@@ -1,0 +1,1 @@
+"""Channel-neutral conversations: what the bot answers, whatever the messenger."""

@@ -1,0 +1,114 @@
+"""/moi: an officer creates an invitation for their unit or one below it."""
+
+from __future__ import annotations
+
+from handlers.context import Context
+from handlers.permissions import Action, can, is_officer
+from storage import invitations, units
+from storage.models import Role, Unit
+from storage.text import clean_line
+
+FLOW = "invite"
+LISTED_UNITS = 8
+
+
+async def start(ctx: Context) -> None:
+    """Begin an invitation: show the officer's unit and those right under it."""
+    officer = ctx.active_member
+    if officer is None or not is_officer(officer):
+        ctx.say("permission.officers_only")
+        return
+    own = await units.get(ctx.session, officer.unit_id)
+    if own is None:
+        ctx.say("permission.officers_only")
+        return
+    listed = await units.subtree(ctx.session, own, limit=LISTED_UNITS)
+    ctx.enter(FLOW, "unit")
+    ctx.say("invite.ask_unit", choices=[ctx.choice(_label(u), f"u{u.id}") for u in listed])
+
+
+async def resume(ctx: Context) -> None:
+    """Continue the invitation at its current step."""
+    officer = ctx.active_member
+    own = await units.get(ctx.session, officer.unit_id) if officer else None
+    if officer is None or own is None:
+        ctx.leave()
+        ctx.say("permission.officers_only")
+        return
+    if ctx.conversation.step == "unit":
+        await _choose_unit(ctx, own)
+    elif ctx.conversation.step == "role":
+        await _choose_role(ctx, own)
+    else:
+        ctx.leave()
+
+
+async def _choose_unit(ctx: Context, own: Unit) -> None:
+    if ctx.pressed is None:
+        query = clean_line(ctx.text)[:100]
+        found = await units.search(ctx.session, query, within=own, limit=LISTED_UNITS)
+        if not found:
+            ctx.say("invite.none_found", query=query)
+            return
+        ctx.say("invite.ask_unit", choices=[ctx.choice(_label(u), f"u{u.id}") for u in found])
+        return
+    value = ctx.pressed
+    unit = await units.get(ctx.session, int(value[1:])) if value[1:].isdigit() else None
+    if unit is None or not can(ctx.member, Action.INVITE_MEMBER, unit, own):
+        ctx.say("permission.outside_subtree")
+        return
+    ctx.goto("role", unit_id=unit.id)
+    ctx.say(
+        "invite.ask_role",
+        unit=unit.name,
+        choices=[
+            ctx.choice(ctx.t("role.member"), Role.MEMBER.value),
+            ctx.choice(ctx.t("role.officer"), Role.OFFICER.value),
+        ],
+    )
+
+
+async def _choose_role(ctx: Context, own: Unit) -> None:
+    if ctx.pressed not in (Role.MEMBER.value, Role.OFFICER.value):
+        ctx.say(
+            "invite.ask_role_again",
+            choices=[
+                ctx.choice(ctx.t("role.member"), Role.MEMBER.value),
+                ctx.choice(ctx.t("role.officer"), Role.OFFICER.value),
+            ],
+        )
+        return
+    role = Role(ctx.pressed)
+    unit = await units.get(ctx.session, int(ctx.conversation.data["unit_id"]))
+    action = Action.INVITE_OFFICER if role == Role.OFFICER else Action.INVITE_MEMBER
+    if unit is None or not can(ctx.member, action, unit, own):
+        ctx.leave()
+        ctx.say("permission.outside_subtree")
+        return
+    config = ctx.services.config
+    # An officer's code makes one officer; a member's code is shared with a whole unit.
+    uses = 1 if role == Role.OFFICER else config.invite_default_uses
+    invitation = await invitations.create(
+        ctx.session,
+        unit=unit,
+        role=role,
+        uses=uses,
+        days=config.invite_default_days,
+        now=ctx.now,
+        created_by_id=ctx.member.id if ctx.member else None,
+    )
+    ctx.leave()
+    links = "\n".join(ctx.services.invite_links.links(invitation.code))
+    ctx.say(
+        "invite.created",
+        code=invitation.code,
+        unit=unit.name,
+        role=ctx.t(f"role.{role.value}"),
+        uses=uses,
+        expires=ctx.local_time(invitation.expires_at),
+        links=links or ctx.t("invite.no_link"),
+    )
+
+
+def _label(unit: Unit) -> str:
+    return f"{unit.name} ({unit.code})"

@@ -1,0 +1,54 @@
+"""The routing table: which command, flow and action reaches which handler, decided here."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from handlers import help as help_
+from handlers import invite, join, profile
+from handlers.context import Context
+
+Handler = Callable[[Context], Awaitable[None]]
+ActionHandler = Callable[[Context, list[str]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A slash command; `keeps_flow` commands can be used without leaving a conversation."""
+
+    handler: Handler
+    keeps_flow: bool = False
+    menu_key: str | None = None  # catalogue key of its description in the command menu
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    commands: Mapping[str, Command]
+    flows: Mapping[str, Handler]
+    actions: Mapping[str, ActionHandler]
+
+    def menu(self) -> list[tuple[str, str]]:
+        """Return (command, catalogue key) pairs for the messenger's command menu."""
+        return [(name, c.menu_key) for name, c in self.commands.items() if c.menu_key]
+
+
+def build_routes() -> Routes:
+    """Assemble every feature's commands, flows and actions."""
+    commands = {
+        "start": Command(join.start, menu_key="menu.start"),
+        "help": Command(help_.show, keeps_flow=True, menu_key="menu.help"),
+        "trogiup": Command(help_.show, keeps_flow=True),
+        "huy": Command(help_.cancel, keeps_flow=True, menu_key="menu.cancel"),
+        "cancel": Command(help_.cancel, keeps_flow=True),
+        "toi": Command(profile.show, keeps_flow=True, menu_key="menu.profile"),
+        "moi": Command(invite.start, menu_key="menu.invite"),
+    }
+    flows = {
+        join.FLOW: join.resume,
+        invite.FLOW: invite.resume,
+    }
+    actions = {
+        join.DECIDE_ACTION: join.decide,
+    }
+    return Routes(commands=commands, flows=flows, actions=actions)

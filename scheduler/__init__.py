@@ -1,0 +1,1 @@
+"""Campaign jobs (milestones, reminders, digests); they queue messages, never send them."""

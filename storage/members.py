@@ -1,0 +1,69 @@
+"""Queries on members."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Member, MemberStatus, Role, Unit
+from storage.text import clean_line, fold
+
+
+def new_member(
+    *,
+    full_name: str,
+    unit: Unit,
+    role: Role,
+    status: MemberStatus,
+    now: datetime,
+    consent_version: str | None,
+) -> Member:
+    """Build a member with a normalised name; the caller adds it to the session."""
+    name = clean_line(full_name)
+    return Member(
+        full_name=name,
+        name_folded=fold(name),
+        unit_id=unit.id,
+        role=role,
+        status=status,
+        consent_at=now if consent_version else None,
+        consent_version=consent_version,
+        created_at=now,
+    )
+
+
+async def get(session: AsyncSession, member_id: int) -> Member | None:
+    return await session.get(Member, member_id)
+
+
+async def officers_of(session: AsyncSession, unit_id: int) -> Sequence[Member]:
+    """Return the active officers of exactly this unit."""
+    statement = select(Member).where(
+        Member.unit_id == unit_id,
+        Member.role.in_((Role.OFFICER, Role.ADMIN)),
+        Member.status == MemberStatus.ACTIVE,
+    )
+    return (await session.scalars(statement.order_by(Member.id))).all()
+
+
+async def nearest_officers(session: AsyncSession, unit: Unit) -> Sequence[Member]:
+    """Return the officers of the unit, or of the closest unit above it that has some."""
+    ids = [int(part) for part in unit.path.strip("/").split("/")]
+    statement = (
+        select(Member, Unit.depth)
+        .join(Unit, Unit.id == Member.unit_id)
+        .where(
+            Member.unit_id.in_(ids),
+            Member.role.in_((Role.OFFICER, Role.ADMIN)),
+            Member.status == MemberStatus.ACTIVE,
+        )
+        .order_by(Unit.depth.desc(), Member.id)
+    )
+    rows = (await session.execute(statement)).all()
+    if not rows:
+        return []
+    deepest = rows[0][1]
+    return [member for member, depth in rows if depth == deepest]

@@ -1,0 +1,127 @@
+"""Shared fixtures: a migrated database per test, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.base import Base
+from storage.clock import ManualClock
+from storage.engine import SessionFactory, create_engine, create_session_factory
+from storage.migrate import upgrade
+
+BACKENDS = ["sqlite", "postgresql"]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _pg_admin_dsn(url: str) -> str:
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _create_pg_database(url: str) -> str:
+    """Create a private database for this test session and return its URL."""
+    name = f"thidua_test_{uuid.uuid4().hex[:10]}"
+    connection = await asyncpg.connect(_pg_admin_dsn(url))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_pg_database(admin_url: str, url: str) -> None:
+    name = make_url(url).database
+    connection = await asyncpg.connect(_pg_admin_dsn(admin_url))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once; each test copies it."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A private PostgreSQL database migrated to head, or None without TEST_DATABASE_URL."""
+    admin_url = os.environ.get("TEST_DATABASE_URL")
+    if not admin_url:
+        yield None
+        return
+    try:
+        url = asyncio.run(_create_pg_database(admin_url))
+    except (OSError, asyncpg.PostgresError) as error:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at TEST_DATABASE_URL is unreachable in CI: {error}")
+        yield None
+        return
+    asyncio.run(_migrate(url))
+    yield url
+    asyncio.run(_drop_pg_database(admin_url, url))
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest,
+    sqlite_template: Path,
+    postgres_url: str | None,
+    tmp_path: Path,
+) -> str:
+    """The URL of a fresh migrated database, once per backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "thidua.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    if postgres_url is None:
+        if IN_CI:
+            pytest.fail("TEST_DATABASE_URL must point at PostgreSQL in CI")
+        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL")
+    return postgres_url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    if engine.dialect.name == "postgresql":
+        # Shared migrated database: empty every table for the next test.
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        async with engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> SessionFactory:
+    return create_session_factory(engine)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock standing at 01/03/2023 08:00 in Hanoi (01:00 UTC)."""
+    return ManualClock(datetime(2023, 3, 1, 1, 0, tzinfo=UTC))

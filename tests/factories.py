@@ -1,0 +1,62 @@
+"""Factories for Telegram updates and users, as the Bot API would send them."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Any
+
+_update_ids = itertools.count(500_000)
+_message_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class TgUser:
+    """A Telegram user; in a private chat the chat id equals the user id."""
+
+    id: int
+    first_name: str
+    last_name: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": self.id, "is_bot": False, "first_name": self.first_name}
+        if self.last_name:
+            body["last_name"] = self.last_name
+        return body
+
+
+def message_update(user: TgUser, text: str, *, update_id: int | None = None) -> dict[str, Any]:
+    """Build an update carrying a private text message from `user`."""
+    return {
+        "update_id": update_id if update_id is not None else next(_update_ids),
+        "message": {
+            "message_id": next(_message_ids),
+            "date": int(time.time()),
+            "chat": {"id": user.id, "type": "private", "first_name": user.first_name},
+            "from": user.as_json(),
+            "text": text,
+        },
+    }
+
+
+def callback_update(
+    user: TgUser, data: str, *, message_id: int = 1, update_id: int | None = None
+) -> dict[str, Any]:
+    """Build an update carrying a press of an inline button under a bot message."""
+    return {
+        "update_id": update_id if update_id is not None else next(_update_ids),
+        "callback_query": {
+            "id": str(next(_update_ids)),
+            "from": user.as_json(),
+            "chat_instance": "1",
+            "data": data,
+            "message": {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": {"id": user.id, "type": "private"},
+                "from": {"id": 1, "is_bot": True, "first_name": "bot"},
+                "text": "…",
+            },
+        },
+    }

@@ -1,0 +1,153 @@
+"""Joining a union on Telegram: by invitation link, and by search with an officer's approval."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from storage import invitations
+from storage.clock import ManualClock
+from storage.engine import SessionFactory
+from storage.models import Member, MemberStatus, Role
+from tests.builders import add_member, ninh_thuan_tree
+from tests.telegram_harness import TelegramBot, running_bot
+
+
+@pytest.fixture
+async def bot(database_url: str, clock: ManualClock) -> AsyncIterator[TelegramBot]:
+    async with running_bot(database_url, clock) as bot:
+        yield bot
+
+
+@pytest.fixture
+async def tree(sessions: SessionFactory) -> dict[str, int]:
+    async with sessions() as session, session.begin():
+        units = await ninh_thuan_tree(session)
+        await add_member(
+            session, units["CD-KCN"], "Trần Văn Minh", role=Role.OFFICER, telegram_id=9001
+        )
+        return {code: unit.id for code, unit in units.items()}
+
+
+async def _invite(sessions: SessionFactory, clock: ManualClock, unit_id: int, **kw: int) -> str:
+    async with sessions() as session, session.begin():
+        from storage.models import Unit
+
+        unit = await session.get(Unit, unit_id)
+        assert unit is not None
+        invitation = await invitations.create(
+            session,
+            unit=unit,
+            role=Role.MEMBER,
+            uses=kw.get("uses", 5),
+            days=kw.get("days", 7),
+            now=clock.now(),
+        )
+        return invitation.code
+
+
+async def test_member_joins_by_deep_link(
+    bot: TelegramBot, tree: dict[str, int], sessions: SessionFactory, clock: ManualClock
+) -> None:
+    code = await _invite(sessions, clock, tree["CDCS-MAYNT"])
+    lan = bot.user(1001, "Lan")
+
+    answers = await lan.send(f"/start {code}")
+    assert "Công ty TNHH May Ninh Thuận" in answers[0].text
+    assert "họ và tên" in answers[-1].text
+
+    consent = await lan.send("Nguyễn Thị Lan")
+    assert "Nghị định 13/2023/NĐ-CP" in consent[-1].text
+    assert consent[-1].labels == ["Tôi đồng ý", "Không đồng ý"]
+
+    welcome = await lan.press("Tôi đồng ý")
+    assert "Chào mừng Nguyễn Thị Lan" in welcome[-1].text
+
+    async with sessions() as session:
+        member = await session.scalar(select(Member).where(Member.full_name == "Nguyễn Thị Lan"))
+    assert member is not None
+    assert member.status == MemberStatus.ACTIVE
+    assert member.unit_id == tree["CDCS-MAYNT"]
+    assert member.consent_at == clock.now()
+    assert member.consent_version == "1"
+
+    profile = await lan.send("/toi")
+    assert "Nguyễn Thị Lan" in profile[0].text
+    assert "Công ty TNHH May" in profile[0].text
+    assert "Telegram" in profile[0].text
+
+
+async def test_expired_and_used_up_codes_are_explained(
+    bot: TelegramBot, tree: dict[str, int], sessions: SessionFactory, clock: ManualClock
+) -> None:
+    expired = await _invite(sessions, clock, tree["CDCS-MAYNT"], days=1)
+    single = await _invite(sessions, clock, tree["CDCS-MAYNT"], uses=1)
+    clock.advance(timedelta(days=2))
+
+    answer = await bot.user(1002, "Hùng").send(f"/start {expired}")
+    assert "đã hết hạn" in answer[0].text
+
+    first = bot.user(1003, "Mai")
+    await first.send(f"/start {single}")
+    await first.send("Lê Thị Mai")
+    await first.press("Tôi đồng ý")
+    answer = await bot.user(1004, "Tú").send(f"/start {single}")
+    assert "đã được dùng hết lượt" in answer[0].text
+
+    answer = await bot.user(1005, "Nam").send("/start KHONGCO1")
+    assert "không đúng" in answer[0].text
+
+
+async def test_declining_consent_stores_no_member(
+    bot: TelegramBot, tree: dict[str, int], sessions: SessionFactory, clock: ManualClock
+) -> None:
+    code = await _invite(sessions, clock, tree["CDCS-MAYNT"])
+    user = bot.user(1010, "Hà")
+    await user.send(f"/start {code}")
+    await user.send("Phạm Thu Hà")
+    answer = await user.press("Không đồng ý")
+    assert "chưa đồng ý" in answer[-1].text
+    async with sessions() as session:
+        count = await session.scalar(select(func.count()).select_from(Member))
+    assert count == 1  # only the officer
+
+
+async def test_join_by_search_with_officer_approval(
+    bot: TelegramBot, tree: dict[str, int], sessions: SessionFactory
+) -> None:
+    officer = bot.user(9001, "Minh")
+    newcomer = bot.user(1020, "Bình")
+
+    await newcomer.send("/start")
+    results = await newcomer.send("cong ty may")
+    assert any("Công ty TNHH May Ninh Thuận" in label for label in results[-1].labels)
+
+    await newcomer.press("May Ninh Thuận")
+    await newcomer.send("Võ Văn Bình")
+    requested = await newcomer.press("Tôi đồng ý")
+    assert "Đã gửi yêu cầu" in requested[-1].text
+
+    prompt = (await officer.wait_for(1))[-1]
+    assert "Võ Văn Bình" in prompt.text
+    stale_reject = prompt.callback_data("Từ chối")
+    decided = await officer.press("Duyệt", prompt)
+    assert "Đã duyệt" in decided[-1].text
+
+    told = await newcomer.wait_for(len(newcomer.inbox) + 1)
+    assert "đã được duyệt" in told[-1].text
+    async with sessions() as session:
+        member = await session.scalar(select(Member).where(Member.full_name == "Võ Văn Bình"))
+    assert member is not None
+    assert member.status == MemberStatus.ACTIVE
+
+    # A second press on the same request changes nothing and says so.
+    assert prompt.buttons == []  # the spent buttons were taken off the message
+    again = await officer.press_data(stale_reject, prompt.message_id)
+    assert "đã được xử lý" in again[-1].text
+    async with sessions() as session:
+        member = await session.scalar(select(Member).where(Member.full_name == "Võ Văn Bình"))
+    assert member is not None
+    assert member.status == MemberStatus.ACTIVE
