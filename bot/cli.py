@@ -22,7 +22,7 @@ from handlers.i18n import Catalogue
 from storage import app_state, invitations, units
 from storage.clock import SystemClock
 from storage.engine import create_engine, create_session_factory
-from storage.importers.units import UnitImportError, import_units
+from storage.importers.units import ImportProblem, UnitImportError, import_units
 from storage.migrate import current_revision, upgrade
 from storage.models import Role
 
@@ -96,6 +96,9 @@ async def _run(settings: Settings) -> int:
 async def _demo(settings: Settings) -> int:
     from bot.demo import run_demo
 
+    # The terminal is the chat here: only warnings and errors may interrupt it.
+    if settings.log_level in ("DEBUG", "INFO"):
+        logs.configure("WARNING")
     await run_demo(settings)
     return EXIT_OK
 
@@ -139,6 +142,14 @@ async def _units_import(settings: Settings, texts: Catalogue, path: Path) -> int
         )
     )
     return EXIT_OK
+
+
+def describe_problem(texts: Catalogue, problem: ImportProblem) -> str:
+    """Say in Vietnamese what is wrong with one line of an imported file."""
+    fields = dict(problem.fields)
+    if "reason" in fields:
+        fields["reason"] = texts(f"import.reason.{fields['reason']}")
+    return texts(f"import.{problem.kind}", line=problem.line, **fields)
 
 
 async def _invite(settings: Settings, texts: Catalogue, args: argparse.Namespace) -> int:

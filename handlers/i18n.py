@@ -5,10 +5,11 @@ from __future__ import annotations
 import string
 import tomllib
 from collections.abc import Mapping
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 DEFAULT_LANGUAGE = "vi"
+LOCALES = Path(__file__).parent / "locales"
 
 
 class MissingTextError(KeyError):
@@ -25,11 +26,9 @@ class Catalogue:
     @classmethod
     def load(cls, language: str = DEFAULT_LANGUAGE) -> Catalogue:
         """Load every file of the catalogue shipped for `language` (one file per feature)."""
-        folder = resources.files("handlers").joinpath("locales").joinpath(language)
+        folder = LOCALES / language
         texts: dict[str, str] = {}
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-            if not entry.name.endswith(".toml"):
-                continue
+        for entry in sorted(folder.glob("*.toml")):
             for key, value in _flatten(tomllib.loads(entry.read_text("utf-8"))).items():
                 if key in texts:
                     raise ValueError(f"text {key!r} is defined twice ({entry.name})")

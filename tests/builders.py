@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import invitations
+from storage.engine import SessionFactory
 from storage.members import new_member
 from storage.models import ChannelAccount, Member, MemberStatus, Role, Sector, Unit, UnitKind
 from storage.text import fold
@@ -113,3 +115,16 @@ async def ninh_thuan_tree(session: AsyncSession) -> dict[str, Unit]:
         sector=Sector.ADMINISTRATIVE,
     )
     return {u.code: u for u in (province, kcn, gd, may, muoi, cva)}
+
+
+async def invitation_code(
+    sessions: SessionFactory, unit_id: int, now: datetime, *, uses: int = 5, days: int = 7
+) -> str:
+    """Create a member invitation to a unit and return its code."""
+    async with sessions() as session, session.begin():
+        unit = await session.get(Unit, unit_id)
+        assert unit is not None
+        invitation = await invitations.create(
+            session, unit=unit, role=Role.MEMBER, uses=uses, days=days, now=now
+        )
+        return invitation.code

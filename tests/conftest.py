@@ -20,6 +20,9 @@ from storage.base import Base
 from storage.clock import ManualClock
 from storage.engine import SessionFactory, create_engine, create_session_factory
 from storage.migrate import upgrade
+from storage.models import Role
+from tests.builders import add_member, ninh_thuan_tree
+from tests.telegram_harness import TelegramBot, running_bot
 
 BACKENDS = ["sqlite", "postgresql"]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -125,3 +128,22 @@ def sessions(engine: AsyncEngine) -> SessionFactory:
 def clock() -> ManualClock:
     """A clock standing at 01/03/2023 08:00 in Hanoi (01:00 UTC)."""
     return ManualClock(datetime(2023, 3, 1, 1, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+async def org(sessions: SessionFactory) -> dict[str, int]:
+    """A small province with an officer of CD-KCN (Telegram 9001) and a member (Telegram 1001)."""
+    async with sessions() as session, session.begin():
+        tree = await ninh_thuan_tree(session)
+        await add_member(
+            session, tree["CD-KCN"], "Trần Văn Minh", role=Role.OFFICER, telegram_id=9001
+        )
+        await add_member(session, tree["CDCS-MAYNT"], "Nguyễn Thị Lan", telegram_id=1001)
+        return {code: unit.id for code, unit in tree.items()}
+
+
+@pytest.fixture
+async def bot(database_url: str, clock: ManualClock) -> AsyncIterator[TelegramBot]:
+    """The real bot in webhook mode against a fake Bot API."""
+    async with running_bot(database_url, clock) as bot:
+        yield bot

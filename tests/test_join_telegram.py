@@ -2,89 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 
-from storage import invitations
 from storage.clock import ManualClock
 from storage.engine import SessionFactory
-from storage.models import Member, MemberStatus, Role
-from tests.builders import add_member, ninh_thuan_tree
-from tests.telegram_harness import TelegramBot, running_bot
-
-
-@pytest.fixture
-async def bot(database_url: str, clock: ManualClock) -> AsyncIterator[TelegramBot]:
-    async with running_bot(database_url, clock) as bot:
-        yield bot
-
-
-@pytest.fixture
-async def tree(sessions: SessionFactory) -> dict[str, int]:
-    async with sessions() as session, session.begin():
-        units = await ninh_thuan_tree(session)
-        await add_member(
-            session, units["CD-KCN"], "Trần Văn Minh", role=Role.OFFICER, telegram_id=9001
-        )
-        return {code: unit.id for code, unit in units.items()}
-
-
-async def _invite(sessions: SessionFactory, clock: ManualClock, unit_id: int, **kw: int) -> str:
-    async with sessions() as session, session.begin():
-        from storage.models import Unit
-
-        unit = await session.get(Unit, unit_id)
-        assert unit is not None
-        invitation = await invitations.create(
-            session,
-            unit=unit,
-            role=Role.MEMBER,
-            uses=kw.get("uses", 5),
-            days=kw.get("days", 7),
-            now=clock.now(),
-        )
-        return invitation.code
+from storage.models import Member, MemberStatus
+from tests.builders import invitation_code
+from tests.telegram_harness import TelegramBot
 
 
 async def test_member_joins_by_deep_link(
-    bot: TelegramBot, tree: dict[str, int], sessions: SessionFactory, clock: ManualClock
+    bot: TelegramBot, org: dict[str, int], sessions: SessionFactory, clock: ManualClock
 ) -> None:
-    code = await _invite(sessions, clock, tree["CDCS-MAYNT"])
-    lan = bot.user(1001, "Lan")
+    code = await invitation_code(sessions, org["CDCS-MAYNT"], clock.now())
+    thu = bot.user(3001, "Thu")
 
-    answers = await lan.send(f"/start {code}")
+    answers = await thu.send(f"/start {code}")
     assert "Công ty TNHH May Ninh Thuận" in answers[0].text
     assert "họ và tên" in answers[-1].text
 
-    consent = await lan.send("Nguyễn Thị Lan")
+    consent = await thu.send("Nguyễn Thị Thu")
     assert "Nghị định 13/2023/NĐ-CP" in consent[-1].text
     assert consent[-1].labels == ["Tôi đồng ý", "Không đồng ý"]
 
-    welcome = await lan.press("Tôi đồng ý")
-    assert "Chào mừng Nguyễn Thị Lan" in welcome[-1].text
+    welcome = await thu.press("Tôi đồng ý")
+    assert "Chào mừng Nguyễn Thị Thu" in welcome[-1].text
 
     async with sessions() as session:
-        member = await session.scalar(select(Member).where(Member.full_name == "Nguyễn Thị Lan"))
+        member = await session.scalar(select(Member).where(Member.full_name == "Nguyễn Thị Thu"))
     assert member is not None
     assert member.status == MemberStatus.ACTIVE
-    assert member.unit_id == tree["CDCS-MAYNT"]
+    assert member.unit_id == org["CDCS-MAYNT"]
     assert member.consent_at == clock.now()
     assert member.consent_version == "1"
 
-    profile = await lan.send("/toi")
-    assert "Nguyễn Thị Lan" in profile[0].text
+    profile = await thu.send("/toi")
+    assert "Nguyễn Thị Thu" in profile[0].text
     assert "Công ty TNHH May" in profile[0].text
     assert "Telegram" in profile[0].text
 
 
 async def test_expired_and_used_up_codes_are_explained(
-    bot: TelegramBot, tree: dict[str, int], sessions: SessionFactory, clock: ManualClock
+    bot: TelegramBot, org: dict[str, int], sessions: SessionFactory, clock: ManualClock
 ) -> None:
-    expired = await _invite(sessions, clock, tree["CDCS-MAYNT"], days=1)
-    single = await _invite(sessions, clock, tree["CDCS-MAYNT"], uses=1)
+    expired = await invitation_code(sessions, org["CDCS-MAYNT"], clock.now(), days=1)
+    single = await invitation_code(sessions, org["CDCS-MAYNT"], clock.now(), uses=1)
     clock.advance(timedelta(days=2))
 
     answer = await bot.user(1002, "Hùng").send(f"/start {expired}")
@@ -102,9 +66,9 @@ async def test_expired_and_used_up_codes_are_explained(
 
 
 async def test_declining_consent_stores_no_member(
-    bot: TelegramBot, tree: dict[str, int], sessions: SessionFactory, clock: ManualClock
+    bot: TelegramBot, org: dict[str, int], sessions: SessionFactory, clock: ManualClock
 ) -> None:
-    code = await _invite(sessions, clock, tree["CDCS-MAYNT"])
+    code = await invitation_code(sessions, org["CDCS-MAYNT"], clock.now())
     user = bot.user(1010, "Hà")
     await user.send(f"/start {code}")
     await user.send("Phạm Thu Hà")
@@ -112,11 +76,11 @@ async def test_declining_consent_stores_no_member(
     assert "chưa đồng ý" in answer[-1].text
     async with sessions() as session:
         count = await session.scalar(select(func.count()).select_from(Member))
-    assert count == 1  # only the officer
+    assert count == 2  # only the officer and the member built beforehand
 
 
 async def test_join_by_search_with_officer_approval(
-    bot: TelegramBot, tree: dict[str, int], sessions: SessionFactory
+    bot: TelegramBot, org: dict[str, int], sessions: SessionFactory
 ) -> None:
     officer = bot.user(9001, "Minh")
     newcomer = bot.user(1020, "Bình")

@@ -1,0 +1,142 @@
+"""The `thidua` command as an operator runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.telegram_api import BOT_USERNAME, FakeTelegramAPI
+from tests.telegram_harness import TOKEN
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample-units.csv"
+
+
+async def thidua(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    """Run the CLI in a child process; return its status, standard output and error."""
+    clean_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_"))
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env={**clean_env, **env},
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+def env(database_url: str) -> dict[str, str]:
+    return {"DATABASE_URL": database_url}
+
+
+@pytest.fixture
+async def fake_api() -> AsyncIterator[FakeTelegramAPI]:
+    api = FakeTelegramAPI(TOKEN)
+    await api.start()
+    yield api
+    await api.stop()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TIMEZONE", "Mars/Olympus"),
+        ("HTTP_PORT", "eighty"),
+        ("DATABASE_URL", "mysql://nope"),
+        ("TELEGRAM_WEBHOOK_SECRET", "has spaces"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
+async def test_a_bad_setting_is_one_line_naming_it_and_status_2(
+    variable: str, value: str, tmp_path: Path
+) -> None:
+    status, _out, err = await thidua("db", "upgrade", env={variable: value}, cwd=tmp_path)
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert variable in lines[0]
+    assert "Traceback" not in err
+
+
+async def test_webhook_url_without_secret_is_refused(tmp_path: Path) -> None:
+    env = {"TELEGRAM_WEBHOOK_URL": "https://example.org/telegram/webhook"}
+    status, _, err = await thidua("db", "upgrade", env=env, cwd=tmp_path)
+    assert status == 2
+    assert "TELEGRAM_WEBHOOK_SECRET" in err
+
+
+async def test_import_then_invite_prints_the_code_last(env: dict[str, str], tmp_path: Path) -> None:
+    status, out, _ = await thidua("units", "import", str(SAMPLE), env=env, cwd=tmp_path)
+    assert status == 0
+    assert "17 mới" in out
+    status, out, _ = await thidua("units", "import", str(SAMPLE), env=env, cwd=tmp_path)
+    assert "0 mới" in out
+    assert "17 không đổi" in out
+
+    status, out, err = await thidua(
+        "invite", "cdcs-maynt", "--uses", "30", "--days", "10", env=env, cwd=tmp_path
+    )
+    assert status == 0, err
+    lines = out.strip().splitlines()
+    code = lines[-1]
+    assert len(code) == 8
+    assert code.isalnum()
+    assert "30 lượt" in out
+    assert f"/start {code}" in out  # no token: how to use the code without a link
+
+
+async def test_invite_with_a_token_prints_the_deep_link(
+    env: dict[str, str], tmp_path: Path, fake_api: FakeTelegramAPI
+) -> None:
+    await thidua("units", "import", str(SAMPLE), env=env, cwd=tmp_path)
+    bot_env = {**env, "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": fake_api.base_url}
+    status, out, err = await thidua(
+        "invite", "CD-KCN", "--role", "officer", env=bot_env, cwd=tmp_path
+    )
+    assert status == 0, err
+    code = out.strip().splitlines()[-1]
+    assert f"https://t.me/{BOT_USERNAME}?start={code}" in out
+    assert "1 lượt" in out  # an officer's code makes one officer
+    assert TOKEN not in out + err
+
+
+async def test_import_of_a_bad_file_lists_every_problem_and_changes_nothing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "code,name,parent_code,kind,sector\n"
+        "A,Đơn vị A,,province,\n"
+        "B,Đơn vị B,KHONGCO,upper,\n"
+        "A,Đơn vị A lặp,,province,\n",
+        encoding="utf-8",
+    )
+    status, _out, err = await thidua("units", "import", str(bad), env=env, cwd=tmp_path)
+    assert status == 1
+    assert "Dòng 3" in err
+    assert "KHONGCO" in err
+    assert "Dòng 4" in err
+    assert "trùng" in err
+    status, _out, err = await thidua("invite", "A", env=env, cwd=tmp_path)
+    assert status == 1
+    assert "Không có đơn vị mã A" in err
+
+
+async def test_unknown_unit_and_missing_file(env: dict[str, str], tmp_path: Path) -> None:
+    status, _, err = await thidua("units", "import", "nope.csv", env=env, cwd=tmp_path)
+    assert status == 1
+    assert "Không tìm thấy tệp" in err

@@ -1,0 +1,64 @@
+"""`thidua demo` driven by a script, as a newcomer would try it."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.demo import run_demo
+from bot.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = """\
+/toi
+:as newcomer
+/start
+cong ty may
+1
+Lê Văn Tâm
+1
+:as officer
+1
+:as newcomer
+/toi
+:as nobody
+:help
+"""
+
+
+async def test_a_scripted_demo_session_joins_and_gets_approved(tmp_path: Path) -> None:
+    out = io.StringIO()
+    settings = load_settings(_env_file=None)
+    await run_demo(settings, stdin=io.StringIO(SCRIPT), out=out, database=tmp_path / "demo.db")
+    transcript = out.getvalue()
+
+    assert "Nguyễn Thị Lan" in transcript  # the demo member's /toi
+    assert "1. Công đoàn cơ sở Công ty TNHH May Ninh Thuận (CDCS-MAYNT)" in transcript
+    assert "Tin nhắn gửi tới Trần Văn Minh" in transcript  # the officer's approval prompt
+    assert "Đã duyệt: Lê Văn Tâm" in transcript
+    assert "Tin nhắn gửi tới Người mới" in transcript
+    assert "đã được duyệt" in transcript
+    assert "Trạng thái: đang hoạt động" in transcript
+    assert "Không có người này" in transcript
+    assert ":as TÊN" in transcript
+
+
+def test_make_demo_runs_without_a_token_from_a_pipe(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "demo"],
+        input="/help\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "/toi" in result.stdout
+    assert (tmp_path / "data" / "demo.db").exists()

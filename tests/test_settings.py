@@ -1,0 +1,59 @@
+"""Settings: defaults, the .env file, and the documentation of every variable."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.logs import RedactTokens, redact
+from bot.settings import Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_setting_is_documented_with_a_comment_in_env_example() -> None:
+    example = (ROOT / ".env.example").read_text("utf-8")
+    for name in Settings.model_fields:
+        variable = name.upper()
+        match = re.search(rf"((?:#.*\n)+)(?:#?\s*)?{variable}=", example)
+        assert match, f"{variable} is missing from .env.example or has no comment above it"
+
+
+def test_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    settings = load_settings(_env_file=None)
+    assert settings.database_url == "sqlite+aiosqlite:///data/thidua.db"
+    assert settings.timezone == "Asia/Ho_Chi_Minh"
+    assert settings.telegram_api_base_url == "https://api.telegram.org"
+    assert settings.telegram_bot_token is None
+    assert settings.telegram_webhook_url is None
+
+
+def test_values_come_from_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text("TELEGRAM_BOT_TOKEN=42:abc\nLOG_LEVEL=debug\n", encoding="utf-8")
+    settings = load_settings(_env_file=env_file)
+    assert settings.telegram_bot_token is not None
+    assert settings.telegram_bot_token.get_secret_value() == "42:abc"
+    assert "42:abc" not in repr(settings)
+    assert settings.log_level == "DEBUG"
+
+
+def test_a_bad_value_names_its_variable() -> None:
+    with pytest.raises(SettingsError, match=r"^HTTP_PORT: "):
+        load_settings(_env_file=None, http_port=70000)
+
+
+def test_tokens_never_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    url = "https://api.telegram.org/bot123456:AAE-secret_value/sendMessage"
+    assert redact(url) == "https://api.telegram.org/bot<token>/sendMessage"
+    logger = logging.getLogger("thidua.test")
+    logger.addFilter(RedactTokens())
+    with caplog.at_level(logging.INFO):
+        logger.info("calling %s", url)
+    assert "AAE-secret_value" not in caplog.text
