@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -109,14 +109,17 @@ class Context:
 
     async def notify(self, member_id: int, reply: Reply) -> bool:
         """Queue a message to another member; False when they have no reachable account."""
-        for account in await accounts.of_member(self.session, member_id):
-            if account.reachable:
-                outbox.enqueue(
-                    self.session, account_id=account.id, payload=reply.to_dict(), now=self.now
-                )
-                self.outcome.queued_notifications = True
-                return True
-        return False
+        account = await accounts.preferred(self.session, member_id)
+        if account is None:
+            return False
+        outbox.enqueue(self.session, account_id=account.id, payload=reply.to_dict(), now=self.now)
+        self.outcome.queued_notifications = True
+        return True
+
+    @property
+    def today(self) -> date:
+        """The local calendar day it is now."""
+        return self.now.astimezone(self.services.config.timezone).date()
 
     def local_time(self, moment: datetime) -> str:
         """Format a stored time as people read it: dd/mm/yyyy hh:mm, local."""
@@ -124,3 +127,8 @@ class Context:
 
     def local_date(self, moment: datetime) -> str:
         return moment.astimezone(self.services.config.timezone).strftime("%d/%m/%Y")
+
+    @staticmethod
+    def day(value: date) -> str:
+        """Format a calendar day the Vietnamese way: dd/mm/yyyy."""
+        return value.strftime("%d/%m/%Y")

@@ -12,6 +12,10 @@ class Action(enum.StrEnum):
     INVITE_MEMBER = "invite_member"
     INVITE_OFFICER = "invite_officer"
     DECIDE_JOIN = "decide_join"
+    COMMIT_FOR_UNIT = "commit_for_unit"
+    ANSWER_PACT_FOR_UNIT = "answer_pact_for_unit"
+    REGISTER_CONGRESS_WORK = "register_congress_work"
+    VIEW_UNIT_PROGRESS = "view_unit_progress"
 
 
 _OFFICER_ROLES = frozenset({Role.OFFICER, Role.ADMIN})

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from handlers import calendar, commitments, congress, invite, join, mine, oversight, pacts, profile
 from handlers import help as help_
-from handlers import invite, join, profile
 from handlers.context import Context
 
 Handler = Callable[[Context], Awaitable[None]]
@@ -42,13 +42,28 @@ def build_routes() -> Routes:
         "huy": Command(help_.cancel, keeps_flow=True, menu_key="menu.cancel"),
         "cancel": Command(help_.cancel, keeps_flow=True),
         "toi": Command(profile.show, keeps_flow=True, menu_key="menu.profile"),
+        "lich": Command(calendar.show_calendar, keeps_flow=True, menu_key="menu.calendar"),
+        "calendar": Command(calendar.show_calendar, keeps_flow=True),
+        "phongtrao": Command(calendar.show_movements, keeps_flow=True, menu_key="menu.movements"),
+        "dangky": Command(commitments.start, menu_key="menu.register"),
+        "register": Command(commitments.start),
+        "cuatoi": Command(mine.show, menu_key="menu.mine"),
+        "mine": Command(mine.show),
+        "congtrinh": Command(congress.start, menu_key="menu.congress"),
+        "donvi": Command(oversight.show, menu_key="menu.units"),
+        "units": Command(oversight.show),
         "moi": Command(invite.start, menu_key="menu.invite"),
     }
     flows = {
         join.FLOW: join.resume,
         invite.FLOW: invite.resume,
+        commitments.FLOW: commitments.resume,
+        mine.FLOW: mine.resume,
+        congress.FLOW: congress.resume,
+        oversight.FLOW: oversight.resume,
     }
     actions = {
         join.DECIDE_ACTION: join.decide,
+        commitments.PACT_ACTION: pacts.decide,
     }
     return Routes(commands=commands, flows=flows, actions=actions)

@@ -91,3 +91,11 @@ async def mark_unreachable(session: AsyncSession, account_id: int) -> None:
     await session.execute(
         update(ChannelAccount).where(ChannelAccount.id == account_id).values(reachable=False)
     )
+
+
+async def preferred(session: AsyncSession, member_id: int) -> ChannelAccount | None:
+    """Return the account a member is reached on: the most recently used reachable one."""
+    for account in await of_member(session, member_id):
+        if account.reachable:
+            return account
+    return None

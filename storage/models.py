@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from storage.base import Base, PathString
+from storage.base import Base, JSONType, PathString
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -32,7 +32,7 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
         name=name,
         native_enum=False,
         create_constraint=True,
-        length=16,
+        length=max(16, *(len(m.value) for m in cls)),
         values_callable=lambda members: [m.value for m in members],
     )
 
@@ -207,3 +207,254 @@ class AppState(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class MovementKind(enum.StrEnum):
+    MOVEMENT = "movement"  # phong trào thi đua
+    PROGRAMME = "programme"  # chương trình, e.g. "01 triệu sáng kiến"
+    DRIVE = "drive"  # cuộc vận động
+    CONTEST = "contest"  # hội thi
+
+
+class MilestoneKind(enum.StrEnum):
+    COMMEMORATION = "commemoration"
+    DEADLINE = "deadline"
+    PHASE_START = "phase_start"
+    PHASE_END = "phase_end"
+    CONGRESS = "congress"
+
+
+class DeadlineKind(enum.StrEnum):
+    COMMITMENT_REGISTRATION = "commitment_registration"
+    CONGRESS_WORK_REGISTRATION = "congress_work_registration"
+    REPORT = "report"
+
+
+class Audience(enum.StrEnum):
+    MEMBERS = "members"
+    GRASSROOTS_OFFICERS = "grassroots_officers"
+    OFFICERS = "officers"
+
+
+class CommitmentKind(enum.StrEnum):
+    INDIVIDUAL = "individual"
+    COLLECTIVE = "collective"
+
+
+class CommitmentStatus(enum.StrEnum):
+    REGISTERED = "registered"
+    WITHDRAWN = "withdrawn"
+
+
+class PactStatus(enum.StrEnum):
+    PROPOSED = "proposed"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+
+
+class WorkStatus(enum.StrEnum):
+    REGISTERED = "registered"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+
+class Campaign(Base):
+    """A yearly emulation campaign, as its plan describes it; dates are local calendar days."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    year: Mapped[int] = mapped_column(Integer)
+    root_unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"))
+    starts_on: Mapped[date]
+    ends_on: Mapped[date]
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Options from the campaign file: late registration, pact expiry, initiative fields...
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Movement(Base):
+    """A movement, programme, drive or contest members can commit to."""
+
+    __tablename__ = "movements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[MovementKind] = mapped_column(_enum(MovementKind, "movement_kind"))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Sectors it is aimed at; empty means everyone.
+    sectors: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    # Dropped from the file on a re-import: kept for the commitments that refer to it.
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (UniqueConstraint("campaign_id", "code"),)
+
+
+class Phase(Base):
+    """A phase (đợt thi đua) of a campaign."""
+
+    __tablename__ = "phases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(32))
+    number: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(255))
+    starts_on: Mapped[date]
+    ends_on: Mapped[date]
+    focus: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (UniqueConstraint("campaign_id", "code"),)
+
+
+class Milestone(Base):
+    """A day the campaign builds toward, announced on the day and ahead of it."""
+
+    __tablename__ = "milestones"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[MilestoneKind] = mapped_column(_enum(MilestoneKind, "milestone_kind"))
+    falls_on: Mapped[date]
+    # Local time of day of the announcement, "HH:MM".
+    announce_at: Mapped[str] = mapped_column(String(5), default="08:00")
+    title: Mapped[str] = mapped_column(String(255))
+    announcement: Mapped[str] = mapped_column(Text, default="")
+    # Days before `falls_on` when it is announced ahead, e.g. [7, 1].
+    notice_days: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (UniqueConstraint("campaign_id", "code"),)
+
+
+class Deadline(Base):
+    """Something due by a local calendar day; due means by 23:59 of that day, local time."""
+
+    __tablename__ = "deadlines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[DeadlineKind] = mapped_column(_enum(DeadlineKind, "deadline_kind"))
+    title: Mapped[str] = mapped_column(String(255))
+    due_on: Mapped[date]
+    audience: Mapped[Audience] = mapped_column(_enum(Audience, "audience"))
+    # Days before `due_on` when those who have not acted are reminded.
+    reminder_days: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (UniqueConstraint("campaign_id", "code"),)
+
+
+class Counter(Base):
+    """A named sequence, for human references such as DK-2023-000123."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Commitment(Base):
+    """An emulation commitment (đăng ký thi đua) of a member or of a unit."""
+
+    __tablename__ = "commitments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    movement_id: Mapped[int] = mapped_column(ForeignKey("movements.id", ondelete="RESTRICT"))
+    kind: Mapped[CommitmentKind] = mapped_column(_enum(CommitmentKind, "commitment_kind"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="RESTRICT"))
+    # The member's unit for an individual commitment, the committing unit for a collective one.
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    content: Mapped[str] = mapped_column(Text)
+    target_value: Mapped[float | None]
+    target_unit: Mapped[str | None] = mapped_column(String(32))
+    progress_percent: Mapped[int] = mapped_column(Integer, default=0)
+    progress_note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[CommitmentStatus] = mapped_column(
+        _enum(CommitmentStatus, "commitment_status"), default=CommitmentStatus.REGISTERED
+    )
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "campaign_id", "author_id"),)
+
+
+class Pact(Base):
+    """A pact (giao ước thi đua) proposed with a commitment to a counterpart."""
+
+    __tablename__ = "pacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    commitment_id: Mapped[int] = mapped_column(
+        ForeignKey("commitments.id", ondelete="CASCADE"), index=True
+    )
+    proposer_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="RESTRICT"))
+    counterpart_unit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("units.id", ondelete="RESTRICT"), index=True
+    )
+    counterpart_member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("members.id", ondelete="RESTRICT"), index=True
+    )
+    status: Mapped[PactStatus] = mapped_column(
+        _enum(PactStatus, "pact_status"), default=PactStatus.PROPOSED
+    )
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    responded_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    responded_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class CongressWork(Base):
+    """A work, product or task (công trình, sản phẩm, phần việc) of a CĐCS for the congresses."""
+
+    __tablename__ = "congress_works"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"))
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[WorkStatus] = mapped_column(
+        _enum(WorkStatus, "work_status"), default=WorkStatus.REGISTERED
+    )
+    progress_percent: Mapped[int] = mapped_column(Integer, default=0)
+    registered_by_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="RESTRICT"))
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    # "Each CĐCS one work or product": the database keeps it to one.
+    __table_args__ = (UniqueConstraint("campaign_id", "unit_id"),)
+
+
+class CongressWorkUpdate(Base):
+    """A progress note on a congress work, with an optional photo as evidence."""
+
+    __tablename__ = "congress_work_updates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    work_id: Mapped[int] = mapped_column(
+        ForeignKey("congress_works.id", ondelete="CASCADE"), index=True
+    )
+    author_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="RESTRICT"))
+    status: Mapped[WorkStatus] = mapped_column(_enum(WorkStatus, "work_status"))
+    progress_percent: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text, default="")
+    photo: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]

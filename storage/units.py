@@ -82,3 +82,9 @@ async def search(
         statement = statement.where(in_subtree(within.path))
     statement = statement.order_by(Unit.depth, Unit.name).limit(limit)
     return (await session.scalars(statement)).all()
+
+
+async def children(session: AsyncSession, parent: Unit) -> Sequence[Unit]:
+    """Return the units directly under `parent`, by name."""
+    statement = select(Unit).where(Unit.parent_id == parent.id).order_by(Unit.name)
+    return (await session.scalars(statement)).all()

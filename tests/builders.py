@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import invitations
 from storage.engine import SessionFactory
 from storage.members import new_member
-from storage.models import ChannelAccount, Member, MemberStatus, Role, Sector, Unit, UnitKind
+from storage.models import (
+    Audience,
+    Campaign,
+    ChannelAccount,
+    Deadline,
+    DeadlineKind,
+    Member,
+    MemberStatus,
+    Milestone,
+    MilestoneKind,
+    Movement,
+    MovementKind,
+    Phase,
+    Role,
+    Sector,
+    Unit,
+    UnitKind,
+)
 from storage.text import fold
 
 T0 = datetime(2023, 3, 1, 1, 0, tzinfo=UTC)
@@ -128,3 +145,95 @@ async def invitation_code(
             session, unit=unit, role=Role.MEMBER, uses=uses, days=days, now=now
         )
         return invitation.code
+
+
+async def add_campaign(
+    session: AsyncSession,
+    root: Unit,
+    *,
+    late_registration: str = "allow",
+    pact_expiry_days: int = 7,
+) -> Campaign:
+    """Insert a 2023 campaign like Ninh Thuận's: three movements, two phases, two deadlines."""
+    campaign = Campaign(
+        code="NT-2023",
+        name="Phong trào thi đua yêu nước năm 2023",
+        year=2023,
+        root_unit_id=root.id,
+        starts_on=date(2023, 2, 1),
+        ends_on=date(2023, 12, 31),
+        description="",
+        options={"late_registration": late_registration, "pact_expiry_days": pact_expiry_days},
+        created_at=T0,
+        updated_at=T0,
+    )
+    session.add(campaign)
+    await session.flush()
+    movements = [
+        ("LDG-LDST", MovementKind.MOVEMENT, "Lao động giỏi, lao động sáng tạo", []),
+        ("NSCL", MovementKind.MOVEMENT, "Năng suất cao, chất lượng tốt", ["enterprise"]),
+        (
+            "KHONG-TIEU-CUC",
+            MovementKind.DRIVE,
+            "Cán bộ, công chức, viên chức nói không với tiêu cực",
+            ["administrative"],
+        ),
+    ]
+    for position, (code, kind, name, sectors) in enumerate(movements):
+        session.add(
+            Movement(
+                campaign_id=campaign.id,
+                code=code,
+                kind=kind,
+                name=name,
+                description="",
+                sectors=sectors,
+                position=position,
+            )
+        )
+    for number, (start, end) in enumerate(
+        [(date(2023, 2, 1), date(2023, 6, 30)), (date(2023, 7, 1), date(2023, 12, 31))], 1
+    ):
+        session.add(
+            Phase(
+                campaign_id=campaign.id,
+                code=f"DOT-{number}",
+                number=number,
+                name=f"Đợt {'I' * number}",
+                starts_on=start,
+                ends_on=end,
+                focus="Chào mừng 75 năm Ngày Chủ tịch Hồ Chí Minh ra Lời kêu gọi thi đua ái quốc"
+                if number == 1
+                else "Chào mừng Đại hội XIII Công đoàn Việt Nam",
+            )
+        )
+    for code, kind, audience in (
+        ("DK-THI-DUA", DeadlineKind.COMMITMENT_REGISTRATION, Audience.MEMBERS),
+        ("DK-CONG-TRINH", DeadlineKind.CONGRESS_WORK_REGISTRATION, Audience.GRASSROOTS_OFFICERS),
+    ):
+        session.add(
+            Deadline(
+                campaign_id=campaign.id,
+                code=code,
+                kind=kind,
+                title="Đăng ký thi đua gửi về LĐLĐ tỉnh"
+                if kind == DeadlineKind.COMMITMENT_REGISTRATION
+                else "Đăng ký công trình, sản phẩm chào mừng Đại hội",
+                due_on=date(2023, 3, 15),
+                audience=audience,
+                reminder_days=[7, 3, 1],
+            )
+        )
+    session.add(
+        Milestone(
+            campaign_id=campaign.id,
+            code="SINH-NHAT-BAC",
+            kind=MilestoneKind.COMMEMORATION,
+            falls_on=date(2023, 5, 19),
+            title="Kỷ niệm 133 năm Ngày sinh Chủ tịch Hồ Chí Minh (19/5/1890 – 19/5/2023)",
+            announcement="",
+            notice_days=[7, 1],
+        )
+    )
+    await session.flush()
+    return campaign

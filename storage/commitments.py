@@ -1,0 +1,155 @@
+"""Queries on commitments, pacts and congress works."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.expression import Exists
+
+from storage.models import (
+    Commitment,
+    CommitmentKind,
+    CommitmentStatus,
+    CongressWork,
+    Member,
+    MemberStatus,
+    Pact,
+    PactStatus,
+    Unit,
+    UnitKind,
+)
+from storage.units import in_subtree
+
+
+async def of_author(
+    session: AsyncSession, campaign_id: int, member_id: int
+) -> Sequence[Commitment]:
+    """Return a member's commitments in a campaign, newest first, withdrawn ones included."""
+    statement = (
+        select(Commitment)
+        .where(Commitment.campaign_id == campaign_id, Commitment.author_id == member_id)
+        .order_by(Commitment.id.desc())
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def pacts_of_commitments(
+    session: AsyncSession, commitment_ids: Sequence[int]
+) -> dict[int, Pact]:
+    """Return the latest pact of each commitment that has one."""
+    if not commitment_ids:
+        return {}
+    rows = await session.scalars(
+        select(Pact).where(Pact.commitment_id.in_(commitment_ids)).order_by(Pact.id)
+    )
+    return {pact.commitment_id: pact for pact in rows}
+
+
+async def pacts_awaiting(
+    session: AsyncSession, member_id: int, officer_unit_ids: Sequence[int], now: datetime
+) -> Sequence[tuple[Pact, Commitment]]:
+    """Return proposals waiting for this member's answer, personally or as an officer."""
+    conditions = [Pact.counterpart_member_id == member_id]
+    if officer_unit_ids:
+        conditions.append(Pact.counterpart_unit_id.in_(officer_unit_ids))
+    statement = (
+        select(Pact, Commitment)
+        .join(Commitment, Commitment.id == Pact.commitment_id)
+        .where(Pact.status == PactStatus.PROPOSED, Pact.expires_at > now, or_(*conditions))
+        .order_by(Pact.id)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(statement)).all()]
+
+
+async def congress_work(
+    session: AsyncSession, campaign_id: int, unit_id: int
+) -> CongressWork | None:
+    return await session.scalar(
+        select(CongressWork).where(
+            CongressWork.campaign_id == campaign_id, CongressWork.unit_id == unit_id
+        )
+    )
+
+
+def _registered_individually(campaign_id: int) -> Exists:
+    return exists().where(
+        Commitment.author_id == Member.id,
+        Commitment.campaign_id == campaign_id,
+        Commitment.kind == CommitmentKind.INDIVIDUAL,
+        Commitment.status == CommitmentStatus.REGISTERED,
+    )
+
+
+async def member_counts(session: AsyncSession, root: Unit, campaign_id: int) -> tuple[int, int]:
+    """Return (active members, members with a registered commitment) at or under `root`."""
+    base = (
+        select(func.count(Member.id))
+        .join(Unit, Unit.id == Member.unit_id)
+        .where(in_subtree(root.path), Member.status == MemberStatus.ACTIVE)
+    )
+    total = await session.scalar(base)
+    registered = await session.scalar(base.where(_registered_individually(campaign_id)))
+    return int(total or 0), int(registered or 0)
+
+
+async def grassroots_without_work(
+    session: AsyncSession, root: Unit, campaign_id: int
+) -> Sequence[Unit]:
+    """Return the CĐCS at or under `root` that have registered no congress work."""
+    has_work = exists().where(
+        CongressWork.unit_id == Unit.id, CongressWork.campaign_id == campaign_id
+    )
+    statement = (
+        select(Unit)
+        .where(in_subtree(root.path), Unit.kind == UnitKind.GRASSROOTS, ~has_work)
+        .order_by(Unit.name)
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def members_not_registered(
+    session: AsyncSession, root: Unit, campaign_id: int, *, offset: int, limit: int
+) -> tuple[Sequence[tuple[Member, Unit]], int]:
+    """Return one page of active members under `root` without a commitment, and the total."""
+    condition = and_(
+        in_subtree(root.path),
+        Member.status == MemberStatus.ACTIVE,
+        ~_registered_individually(campaign_id),
+    )
+    total = await session.scalar(
+        select(func.count(Member.id)).join(Unit, Unit.id == Member.unit_id).where(condition)
+    )
+    rows = await session.execute(
+        select(Member, Unit)
+        .join(Unit, Unit.id == Member.unit_id)
+        .where(condition)
+        .order_by(Member.name_folded, Member.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in rows.all()], int(total or 0)
+
+
+async def find_members(
+    session: AsyncSession, within: Unit, query_folded: str, *, exclude_id: int, limit: int = 8
+) -> Sequence[tuple[Member, Unit]]:
+    """Find active members under `within` whose name contains every word of the query."""
+    words = query_folded.split()
+    if not words:
+        return []
+    statement = (
+        select(Member, Unit)
+        .join(Unit, Unit.id == Member.unit_id)
+        .where(
+            in_subtree(within.path),
+            Member.status == MemberStatus.ACTIVE,
+            Member.id != exclude_id,
+            *(Member.name_folded.contains(word, autoescape=True) for word in words),
+        )
+        .order_by(Member.name_folded)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(statement)).all()]
