@@ -23,6 +23,7 @@ from handlers.context import CoreConfig, Services
 from handlers.dispatcher import Dispatcher
 from handlers.i18n import Catalogue
 from handlers.routing import build_routes
+from scheduler.service import Scheduler
 from storage import app_state
 from storage.clock import Clock, SystemClock
 from storage.engine import create_engine, create_session_factory
@@ -67,6 +68,9 @@ class BotRuntime:
             invite_links=TelegramInviteLinks(lambda: self.identity.telegram_username),
         )
         self.dispatcher = Dispatcher(self.services, self.routes)
+        self.scheduler = Scheduler(
+            self.sessions, self.clock, self.texts, settings.zone, self.deliverer.wake
+        )
         self.telegram: TelegramChannel | None = None
         self._web: web.AppRunner | None = None
         self.http_port: int | None = None
@@ -113,6 +117,7 @@ class BotRuntime:
         if self.telegram is not None:
             await self._start_telegram(self.telegram)
         self.deliverer.start()
+        self.scheduler.start()
 
     async def _start_web(self) -> None:
         app = build_web_app()
@@ -147,6 +152,7 @@ class BotRuntime:
 
     async def stop(self) -> None:
         """Stop everything in the reverse order of starting."""
+        self.scheduler.stop()
         await self.deliverer.stop()
         if self.telegram is not None:
             application = self.telegram.application

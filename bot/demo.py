@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -10,7 +12,7 @@ from bot.app import BotRuntime
 from bot.console import ConsoleChannel, ConsoleChat, Persona
 from bot.settings import Settings
 from storage import units
-from storage.clock import Clock, ShiftedClock, SystemClock
+from storage.clock import Clock, MovableClock, ShiftedClock
 from storage.engine import SessionFactory
 from storage.importers.units import import_units
 from storage.members import new_member
@@ -18,6 +20,10 @@ from storage.models import ChannelAccount, MemberStatus, Role
 
 SAMPLE_UNITS = Path(__file__).resolve().parent.parent / "data" / "sample-units.csv"
 DEMO_DATABASE = Path("data") / "demo.db"
+# The demo lives on 01/03/2023 08:00 in Hanoi: two weeks before the plan's registration deadline.
+DEMO_START = datetime(2023, 3, 1, 1, 0, tzinfo=UTC)
+_STEP = re.compile(r"^\+(\d{1,4})\s*([dhm])$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 PERSONAS = {
     "member": Persona("member", "demo-member", "Nguyễn Thị Lan"),
@@ -85,7 +91,7 @@ async def seed(sessions: SessionFactory, clock: Clock) -> None:
 async def run_demo(
     base: Settings,
     *,
-    clock: Clock | None = None,
+    clock: MovableClock | None = None,
     stdin: TextIO | None = None,
     out: TextIO | None = None,
     database: Path = DEMO_DATABASE,
@@ -93,18 +99,32 @@ async def run_demo(
     """Prepare the demo database and chat until the input ends."""
     out = out or sys.stdout
     fresh_database(database)
-    clock = clock or ShiftedClock(SystemClock().now())
-    runtime = BotRuntime(demo_settings(base, database), clock)
+    demo_clock: MovableClock = clock or ShiftedClock(DEMO_START)
+    runtime = BotRuntime(demo_settings(base, database), demo_clock)
     try:
         await runtime.prepare()
-        await seed(runtime.sessions, runtime.clock)
+        await seed(runtime.sessions, demo_clock)
         runtime.add_channel(ConsoleChannel(out, PERSONAS, runtime.texts))
+
+        async def move_clock(argument: str) -> str:
+            """Show the demo's time; with +3d, +2h or +30m move it and run what fell due."""
+            if argument:
+                step = _STEP.match(argument.replace(" ", ""))
+                if step is None:
+                    return runtime.texts("console.clock_usage")
+                demo_clock.advance(timedelta(**{_UNITS[step.group(2)]: int(step.group(1))}))
+                await runtime.scheduler.tick()
+                await runtime.deliverer.drain()
+            now = demo_clock.now().astimezone(runtime.settings.zone)
+            return runtime.texts("console.clock", now=now.strftime("%d/%m/%Y %H:%M"))
+
         chat = ConsoleChat(
             runtime.dispatcher,
             runtime.texts,
             PERSONAS,
             start_as="member",
             after_message=runtime.deliverer.drain,
+            meta={"clock": move_clock},
             stdin=stdin,
             out=out,
         )

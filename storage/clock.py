@@ -13,6 +13,12 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
+class MovableClock(Clock, Protocol):
+    """A clock that can be moved forward: the tests' and the demo's."""
+
+    def advance(self, delta: timedelta) -> None: ...
+
+
 class SystemClock:
     """Read the machine's clock."""
 

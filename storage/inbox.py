@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -80,3 +80,11 @@ async def unprocessed(
         .limit(limit)
     )
     return (await session.scalars(statement)).all()
+
+
+async def purge(session: AsyncSession, handled_before: datetime) -> int:
+    """Forget updates handled before a moment; messengers redeliver only within a day."""
+    result = await session.execute(
+        delete(InboundUpdate).where(InboundUpdate.processed_at < handled_before)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
