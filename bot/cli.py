@@ -20,8 +20,17 @@ from bot.app import BotRuntime
 from bot.settings import Settings, SettingsError, load_settings
 from handlers.i18n import Catalogue
 from storage import app_state, invitations, units
+from storage.campaign_file import (
+    MAX_YEAR,
+    MIN_YEAR,
+    CampaignFileError,
+    CampaignProblem,
+    load_campaign_file,
+)
+from storage.campaign_template import TemplateNote, new_campaign_text
 from storage.clock import SystemClock
 from storage.engine import create_engine, create_session_factory
+from storage.importers.campaigns import import_campaign
 from storage.importers.units import ImportProblem, UnitImportError, import_units
 from storage.migrate import current_revision, upgrade
 from storage.models import Role
@@ -45,6 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer = units_commands.add_parser("import", help="import units from CSV or XLSX")
     importer.add_argument("file", type=Path)
+    campaign = commands.add_parser("campaign", help="the yearly campaign file")
+    campaign_commands = campaign.add_subparsers(
+        dest="campaign_command", metavar="ACTION", required=True
+    )
+    campaign_import = campaign_commands.add_parser("import", help="import a campaign YAML file")
+    campaign_import.add_argument("file", type=Path)
+    campaign_new = campaign_commands.add_parser(
+        "new", help="write next year's campaign file from this year's"
+    )
+    campaign_new.add_argument("--from", dest="source", type=Path, required=True)
+    campaign_new.add_argument("--year", type=int, required=True)
+    campaign_new.add_argument("--out", type=Path, default=None, help="default: standard output")
     invite = commands.add_parser("invite", help="create an invitation code for a unit")
     invite.add_argument("unit_code")
     invite.add_argument("--role", choices=[Role.MEMBER.value, Role.OFFICER.value], default="member")
@@ -69,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": lambda: _demo(settings),
         "db": lambda: _db_upgrade(settings, texts),
         "units": lambda: _units_import(settings, texts, args.file),
+        "campaign": lambda: _campaign(settings, texts, args),
         "invite": lambda: _invite(settings, texts, args),
     }
     try:
@@ -150,6 +172,125 @@ def describe_problem(texts: Catalogue, problem: ImportProblem) -> str:
     if "reason" in fields:
         fields["reason"] = texts(f"import.reason.{fields['reason']}")
     return texts(f"import.{problem.kind}", line=problem.line, **fields)
+
+
+async def _campaign(settings: Settings, texts: Catalogue, args: argparse.Namespace) -> int:
+    if args.campaign_command == "import":
+        return await _campaign_import(settings, texts, args.file)
+    return await _campaign_new(texts, args.source, args.year, args.out)
+
+
+async def _campaign_import(settings: Settings, texts: Catalogue, path: Path) -> int:
+    if not await asyncio.to_thread(path.is_file):
+        print(texts("cli.file_missing", path=path), file=sys.stderr)
+        return EXIT_FAILED
+    engine = create_engine(settings.database_url)
+    sessions = create_session_factory(engine)
+    try:
+        # A file with problems is rejected before the database is opened.
+        campaign_file = await asyncio.to_thread(load_campaign_file, path)
+        await upgrade(engine)
+        async with sessions() as session, session.begin():
+            report = await import_campaign(session, campaign_file, SystemClock().now())
+    except CampaignFileError as error:
+        count = len(error.problems)
+        print(texts("campaign_file.cli.rejected", path=path, count=count), file=sys.stderr)
+        _print_campaign_problems(texts, error)
+        return EXIT_FAILED
+    finally:
+        await engine.dispose()
+    info = campaign_file.campaign
+    print(
+        texts(
+            "campaign_file.cli.imported",
+            code=info.code,
+            name=campaign_file.render(info.name),
+            start=info.starts_on.strftime("%d/%m/%Y"),
+            end=info.ends_on.strftime("%d/%m/%Y"),
+        )
+    )
+    for section in ("campaign", "movements", "phases", "milestones", "deadlines"):
+        counts = getattr(report, section)
+        print(
+            texts(
+                "campaign_file.cli.section_line",
+                section=texts(f"campaign_file.section.{section}"),
+                created=counts.created,
+                updated=counts.updated,
+                unchanged=counts.unchanged,
+                deactivated=counts.deactivated,
+            )
+        )
+    return EXIT_OK
+
+
+async def _campaign_new(texts: Catalogue, source: Path, year: int, out: Path | None) -> int:
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        print(
+            texts("campaign_file.cli.bad_year", minimum=MIN_YEAR, maximum=MAX_YEAR), file=sys.stderr
+        )
+        return EXIT_USAGE
+    if not await asyncio.to_thread(source.is_file):
+        print(texts("cli.file_missing", path=source), file=sys.stderr)
+        return EXIT_FAILED
+    if out is not None and await asyncio.to_thread(out.exists):
+        print(texts("campaign_file.cli.out_exists", path=out), file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        text, notes = await asyncio.to_thread(new_campaign_text, source, year)
+    except CampaignFileError as error:
+        count = len(error.problems)
+        print(texts("campaign_file.cli.source_rejected", path=source, count=count), file=sys.stderr)
+        _print_campaign_problems(texts, error)
+        return EXIT_FAILED
+    described = [describe_note(texts, note) for note in notes]
+    header = [
+        texts("campaign_file.cli.header", year=year, source=source.name),
+        texts("campaign_file.cli.header_comments"),
+    ]
+    if described:
+        header += [texts("campaign_file.cli.notes", count=len(described)), *described]
+    document = "".join(f"# {line}\n" for line in header) + "\n" + text
+    if out is None:
+        print(document, end="")
+        stream = sys.stderr
+    else:
+        try:
+            await asyncio.to_thread(out.write_text, document, "utf-8")
+        except OSError:
+            print(texts("campaign_file.cli.cannot_write", path=out), file=sys.stderr)
+            return EXIT_FAILED
+        print(texts("campaign_file.cli.written", path=out, year=year, source=source))
+        stream = sys.stdout
+    if described:
+        print(texts("campaign_file.cli.notes", count=len(described)), file=stream)
+        for line in described:
+            print(line, file=stream)
+    return EXIT_OK
+
+
+def _print_campaign_problems(texts: Catalogue, error: CampaignFileError) -> None:
+    for problem in error.problems:
+        print(describe_campaign_problem(texts, problem), file=sys.stderr)
+
+
+def describe_campaign_problem(texts: Catalogue, problem: CampaignProblem) -> str:
+    """Say in Vietnamese what is wrong at one line of a campaign file."""
+    fields = dict(problem.fields)
+    if "reason" in fields:
+        fields["reason"] = texts(f"campaign_file.reason.{fields['reason']}")
+    if "expected" in fields:
+        fields["expected"] = texts(f"campaign_file.expected.{fields['expected']}")
+    text = texts(f"campaign_file.problem.{problem.kind}", **fields)
+    if problem.path:
+        return texts("campaign_file.at_path", line=problem.line, path=problem.path, text=text)
+    return texts("campaign_file.at_line", line=problem.line, text=text)
+
+
+def describe_note(texts: Catalogue, note: TemplateNote) -> str:
+    """Say in Vietnamese what to check in a file made by `thidua campaign new`."""
+    text = texts(f"campaign_file.note.{note.kind}", **note.fields)
+    return texts("campaign_file.cli.note_line", path=note.path, text=text)
 
 
 async def _invite(settings: Settings, texts: Catalogue, args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -12,13 +13,17 @@ from bot.app import BotRuntime
 from bot.console import ConsoleChannel, ConsoleChat, Persona
 from bot.settings import Settings
 from storage import units
+from storage.campaign_file import load_campaign_file
 from storage.clock import Clock, MovableClock, ShiftedClock
 from storage.engine import SessionFactory
+from storage.importers.campaigns import import_campaign
 from storage.importers.units import import_units
 from storage.members import new_member
 from storage.models import ChannelAccount, MemberStatus, Role
 
-SAMPLE_UNITS = Path(__file__).resolve().parent.parent / "data" / "sample-units.csv"
+PROJECT = Path(__file__).resolve().parent.parent
+SAMPLE_UNITS = PROJECT / "data" / "sample-units.csv"
+PLAN_2023 = PROJECT / "campaigns" / "ninh-thuan-2023.yaml"
 DEMO_DATABASE = Path("data") / "demo.db"
 # The demo lives on 01/03/2023 08:00 in Hanoi: two weeks before the plan's registration deadline.
 DEMO_START = datetime(2023, 3, 1, 1, 0, tzinfo=UTC)
@@ -55,10 +60,12 @@ def fresh_database(path: Path) -> None:
 
 
 async def seed(sessions: SessionFactory, clock: Clock) -> None:
-    """Load the sample units and create the demo officer and member."""
+    """Load the sample units and the 2023 plan, and create the demo officer and member."""
     now = clock.now()
+    plan = await asyncio.to_thread(load_campaign_file, PLAN_2023)
     async with sessions() as session, session.begin():
         await import_units(session, SAMPLE_UNITS, now)
+        await import_campaign(session, plan, now)
         for persona_key, name, unit_code, role in DEMO_PEOPLE:
             unit = await units.get_by_code(session, unit_code)
             if unit is None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from handlers.context import Context
-from handlers.scope import member_scope
+from handlers.permissions import is_officer
+from handlers.scope import Scope, member_scope
 from storage import campaigns
+from storage.models import Audience, UnitKind
 
 
 async def show_calendar(ctx: Context) -> None:
@@ -31,7 +33,11 @@ async def show_calendar(ctx: Context) -> None:
         lines.append(ctx.t("calendar.not_started", start=ctx.day(campaign.starts_on)))
     elif today > campaign.ends_on:
         lines.append(ctx.t("calendar.ended", end=ctx.day(campaign.ends_on)))
-    deadlines = await campaigns.deadlines_from(ctx.session, campaign.id, today, limit=3)
+    deadlines = [
+        d
+        for d in await campaigns.deadlines_from(ctx.session, campaign.id, today, limit=10)
+        if _concerns(d.audience, scope)
+    ][:3]
     if deadlines:
         lines.append(ctx.t("calendar.deadlines"))
         lines += [
@@ -78,6 +84,15 @@ async def show_movements(ctx: Context) -> None:
                 lines.append(ctx.t("movements.description", text=movement.description))
     lines.append(ctx.t("movements.how_to_register"))
     ctx.reply("\n".join(lines))
+
+
+def _concerns(audience: Audience, scope: Scope) -> bool:
+    """Tell whether a deadline's audience includes this member."""
+    if audience == Audience.MEMBERS:
+        return True
+    if not is_officer(scope.member):
+        return False
+    return audience == Audience.OFFICERS or scope.unit.kind == UnitKind.GRASSROOTS
 
 
 def _days_left(ctx: Context, days: int) -> str:

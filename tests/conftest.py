@@ -12,7 +12,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -88,34 +87,42 @@ def postgres_url() -> Iterator[str | None]:
     asyncio.run(_drop_pg_database(admin_url, url))
 
 
+async def _empty_tables(url: str) -> None:
+    """Empty every table of the shared PostgreSQL test database for the next test."""
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    connection = await asyncpg.connect(_pg_admin_dsn(url))
+    try:
+        await connection.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(params=BACKENDS)
-def database_url(
+async def database_url(
     request: pytest.FixtureRequest,
     sqlite_template: Path,
     postgres_url: str | None,
     tmp_path: Path,
-) -> str:
+) -> AsyncIterator[str]:
     """The URL of a fresh migrated database, once per backend."""
     if request.param == "sqlite":
         path = tmp_path / "thidua.db"
         shutil.copy(sqlite_template, path)
-        return f"sqlite+aiosqlite:///{path}"
+        yield f"sqlite+aiosqlite:///{path}"
+        return
     if postgres_url is None:
         if IN_CI:
             pytest.fail("TEST_DATABASE_URL must point at PostgreSQL in CI")
         pytest.skip("PostgreSQL tests need TEST_DATABASE_URL")
-    return postgres_url
+    # Whoever used the database (this process or a child one), it is emptied afterwards.
+    yield postgres_url
+    await _empty_tables(postgres_url)
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
     yield engine
-    if engine.dialect.name == "postgresql":
-        # Shared migrated database: empty every table for the next test.
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        async with engine.begin() as connection:
-            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     await engine.dispose()
 
 

@@ -15,6 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """\
 /toi
+/lich
+:clock
+/dangky
+1
+Tôi cam kết có ít nhất 2 sáng kiến cải tiến trong năm
+2 sáng kiến
+1
+1
 :as newcomer
 /start
 cong ty may
@@ -37,6 +45,12 @@ async def test_a_scripted_demo_session_joins_and_gets_approved(tmp_path: Path) -
     transcript = out.getvalue()
 
     assert "Nguyễn Thị Lan" in transcript  # the demo member's /toi
+    # The demo lives on 01/03/2023 08:00, two weeks before the plan's deadline.
+    assert "Đợt I (01/02/2023 – 30/06/2023), còn 121 ngày" in transcript
+    assert "15/03/2023 – Đăng ký thi đua, giao ước thi đua năm 2023 (còn 14 ngày)" in transcript
+    assert "Báo cáo sơ kết" not in transcript  # an officers' deadline, not a member's
+    assert "Giờ của bản chạy thử: 01/03/2023 08:00" in transcript
+    assert "Đã ghi nhận đăng ký thi đua DK-2023-000001" in transcript
     assert "1. Công đoàn cơ sở Công ty TNHH May Ninh Thuận (CDCS-MAYNT)" in transcript
     assert "Tin nhắn gửi tới Trần Văn Minh" in transcript  # the officer's approval prompt
     assert "Đã duyệt: Lê Văn Tâm" in transcript
