@@ -238,15 +238,8 @@ async def _pact_search(ctx: Context, scope: Scope) -> None:
         ]
         choices = [ctx.choice(_label(u), f"t{u.id}") for u in found_units[:LISTED]]
     else:
-        # Individual pacts are between colleagues of the same upper-level union.
-        area = (
-            await units.get(ctx.session, scope.unit.parent_id)
-            if scope.unit.parent_id
-            else scope.unit
-        )
-        found = await find_members(
-            ctx.session, area or scope.unit, fold(query), exclude_id=scope.member.id
-        )
+        area = await _pact_area(ctx, scope)
+        found = await find_members(ctx.session, area, fold(query), exclude_id=scope.member.id)
         choices = [ctx.choice(f"{m.full_name} – {u.name}", f"p{m.id}") for m, u in found]
     if not choices:
         ctx.say("register.counterpart_none", query=query)
@@ -272,7 +265,8 @@ async def _counterpart_from(
         if other is None or other.id == scope.member.id:
             return None
         other_unit = await units.get(ctx.session, other.unit_id)
-        if other_unit is None or root is None or not units.is_within(other_unit, root):
+        # The same area the search offers: colleagues of the same upper-level union.
+        if other_unit is None or not units.is_within(other_unit, await _pact_area(ctx, scope)):
             return None
         return {"type": "member", "id": other.id, "label": f"{other.full_name} – {other_unit.name}"}
     return None
@@ -412,10 +406,18 @@ async def propose_pact(
     else:
         unit = await units.get(ctx.session, int(counterpart["id"]))
         if unit is not None:
-            recipients = [m.id for m in await members.nearest_officers(ctx.session, unit)]
+            officers = await members.nearest_officers(ctx.session, unit)
+            # Nobody answers their own proposal, even as the officer above both units.
+            recipients = [m.id for m in officers if m.id != scope.member.id]
     reached = [await ctx.notify(member_id, prompt) for member_id in recipients]
     key = "pact.proposed" if any(reached) else "pact.proposed_unreachable"
     ctx.say(key, counterpart=counterpart["label"], expires=ctx.local_date(expires_at))
+
+
+async def _pact_area(ctx: Context, scope: Scope) -> Unit:
+    """Return where individual pact partners are found: the member's upper-level union."""
+    parent = await units.get(ctx.session, scope.unit.parent_id) if scope.unit.parent_id else None
+    return parent or scope.unit
 
 
 async def _unit_from(ctx: Context, value: str) -> Unit | None:

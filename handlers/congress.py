@@ -122,9 +122,13 @@ async def _description(ctx: Context, scope: Scope) -> None:
         ctx.leave()
         ctx.say("work.edited", reference=work.reference)
         return
-    late, _due = await registration_is_late(
+    late, due = await registration_is_late(
         ctx, scope.campaign, DeadlineKind.CONGRESS_WORK_REGISTRATION
     )
+    if late and late_policy(scope.campaign) == "refuse":  # the deadline passed while typing
+        ctx.leave()
+        ctx.say("register.closed", date=due)
+        return
     number = await counters.next_value(ctx.session, f"congress_work:{scope.campaign.id}")
     work = CongressWork(
         campaign_id=scope.campaign.id,

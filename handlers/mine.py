@@ -29,6 +29,8 @@ async def show(ctx: Context) -> None:
     if scope is None:
         return
     session = ctx.session
+    # Enter first: the choices built below carry this step's nonce.
+    ctx.enter(FLOW, "pick")
     mine = await commitment_store.of_author(session, scope.campaign.id, scope.member.id)
     pacts = await commitment_store.pacts_of_commitments(session, [c.id for c in mine])
     lines = [ctx.t("mine.title", name=scope.member.full_name)]
@@ -43,9 +45,8 @@ async def show(ctx: Context) -> None:
             lines.append(ctx.t(f"mine.pact_{pact.status.value}"))
         if commitment.status == CommitmentStatus.REGISTERED:
             choices.append(ctx.choice(commitment.reference, f"k{commitment.id}"))
-    officer_units = [scope.unit.id] if is_officer(scope.member) else []
     awaiting = await commitment_store.pacts_awaiting(
-        session, scope.member.id, officer_units, ctx.now
+        session, scope.member.id, scope.unit if is_officer(scope.member) else None, ctx.now
     )
     if awaiting:
         lines.append(ctx.t("mine.awaiting_title"))
@@ -81,7 +82,6 @@ async def show(ctx: Context) -> None:
         )
     if choices:
         lines.append(ctx.t("mine.pick_hint"))
-    ctx.enter(FLOW, "pick")
     ctx.reply("\n".join(lines), choices)
 
 

@@ -21,6 +21,8 @@ async def show(ctx: Context) -> None:
     if not is_officer(scope.member):
         ctx.say("permission.officers_only")
         return
+    # Enter first: the choices built below carry this step's nonce.
+    ctx.enter(FLOW, "list")
     children = await units.children(ctx.session, scope.unit)
     shown = children or [scope.unit]
     lines = [ctx.t("units.title", unit=scope.unit.name, campaign=scope.campaign.name)]
@@ -44,7 +46,6 @@ async def show(ctx: Context) -> None:
             lines.append(ctx.t("units.works_missing", count=len(missing), names=names, more=more))
         if total > registered:
             choices.append(ctx.choice(ctx.t("units.list_button", unit=unit.name), f"n{unit.id}:0"))
-    ctx.enter(FLOW, "list")
     ctx.reply("\n".join(lines), choices)
 
 
@@ -58,6 +59,7 @@ async def resume(ctx: Context) -> None:
     if unit is None:
         ctx.say("permission.outside_subtree")
         return
+    ctx.goto("list")  # a fresh nonce for the page buttons below
     rows, total = await commitment_store.members_not_registered(
         ctx.session, unit, scope.campaign.id, offset=offset, limit=PAGE
     )
@@ -81,7 +83,6 @@ async def resume(ctx: Context) -> None:
         choices.append(
             ctx.choice(ctx.t("units.previous_page"), f"n{unit.id}:{max(0, offset - PAGE)}")
         )
-    ctx.goto("list")
     ctx.reply("\n".join(lines), choices)
 
 

@@ -20,11 +20,15 @@ async def decide(ctx: Context, args: list[str]) -> None:
     if pact is None or commitment is None or responder is None:
         _refuse(ctx, "choice.invalid")
         return
-    if not await _may_answer(ctx, pact):
+    if responder.id == pact.proposer_id or not await _may_answer(ctx, pact):
         _refuse(ctx, "permission.denied")
         return
     if pact.status == PactStatus.PROPOSED and pact.expires_at <= ctx.now:
-        pact.status = PactStatus.EXPIRED  # the expiry job has not come round yet
+        # Pressed before the expiry job came round: expire it here, and tell the proposer.
+        pact.status = PactStatus.EXPIRED
+        await ctx.notify(
+            pact.proposer_id, Reply(ctx.t("pact.proposer_expired", reference=commitment.reference))
+        )
     if pact.status != PactStatus.PROPOSED:
         _refuse(ctx, f"pact.already_{pact.status.value}")
         return

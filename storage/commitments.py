@@ -9,6 +9,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import Exists
 
+from storage.members import nearest_officers
 from storage.models import (
     Commitment,
     CommitmentKind,
@@ -49,19 +50,32 @@ async def pacts_of_commitments(
 
 
 async def pacts_awaiting(
-    session: AsyncSession, member_id: int, officer_unit_ids: Sequence[int], now: datetime
+    session: AsyncSession, member_id: int, officer_unit: Unit | None, now: datetime
 ) -> Sequence[tuple[Pact, Commitment]]:
-    """Return proposals waiting for this member's answer, personally or as an officer."""
+    """Return proposals waiting for this member's answer, personally or as an officer.
+
+    An officer answers for the units whose prompts reach them: those under their own unit
+    whose nearest officers they are.
+    """
     conditions = [Pact.counterpart_member_id == member_id]
-    if officer_unit_ids:
-        conditions.append(Pact.counterpart_unit_id.in_(officer_unit_ids))
+    if officer_unit is not None:
+        under = select(Unit.id).where(in_subtree(officer_unit.path))
+        conditions.append(Pact.counterpart_unit_id.in_(under))
     statement = (
         select(Pact, Commitment)
         .join(Commitment, Commitment.id == Pact.commitment_id)
         .where(Pact.status == PactStatus.PROPOSED, Pact.expires_at > now, or_(*conditions))
         .order_by(Pact.id)
     )
-    return [(row[0], row[1]) for row in (await session.execute(statement)).all()]
+    awaiting = []
+    for pact, commitment in (await session.execute(statement)).all():
+        if pact.counterpart_unit_id is not None and pact.counterpart_member_id is None:
+            unit = await session.get(Unit, pact.counterpart_unit_id)
+            answerers = await nearest_officers(session, unit) if unit is not None else []
+            if member_id not in {m.id for m in answerers}:
+                continue
+        awaiting.append((pact, commitment))
+    return awaiting
 
 
 async def congress_work(

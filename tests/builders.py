@@ -207,7 +207,7 @@ async def add_campaign(
                 else "Chào mừng Đại hội XIII Công đoàn Việt Nam",
             )
         )
-    for code, kind, audience in (
+    for code, deadline_kind, audience in (
         ("DK-THI-DUA", DeadlineKind.COMMITMENT_REGISTRATION, Audience.MEMBERS),
         ("DK-CONG-TRINH", DeadlineKind.CONGRESS_WORK_REGISTRATION, Audience.GRASSROOTS_OFFICERS),
     ):
@@ -215,9 +215,9 @@ async def add_campaign(
             Deadline(
                 campaign_id=campaign.id,
                 code=code,
-                kind=kind,
+                kind=deadline_kind,
                 title="Đăng ký thi đua gửi về LĐLĐ tỉnh"
-                if kind == DeadlineKind.COMMITMENT_REGISTRATION
+                if deadline_kind == DeadlineKind.COMMITMENT_REGISTRATION
                 else "Đăng ký công trình, sản phẩm chào mừng Đại hội",
                 due_on=date(2023, 3, 15),
                 audience=audience,
