@@ -20,6 +20,8 @@ from storage.models import ChannelAccount, Conversation, Member, MemberStatus
 
 CHOICE_PREFIX = "c"
 ACTION_PREFIX = "a"
+# Stands for the conversation's nonce until the handler is done and the final step is known.
+NONCE_PLACEHOLDER = "*"
 
 
 class InviteLinks(Protocol):
@@ -87,8 +89,8 @@ class Context:
         self.reply(self.t(key, **fields), choices)
 
     def choice(self, label: str, value: str) -> Choice:
-        """Offer a choice within the current step; it goes stale when the step changes."""
-        return Choice(label=label, data=f"{CHOICE_PREFIX}:{self.conversation.nonce}:{value}")
+        """Offer a choice within the step the conversation ends this message in."""
+        return Choice(label=label, data=f"{CHOICE_PREFIX}:{NONCE_PLACEHOLDER}:{value}")
 
     def enter(self, flow: str, step: str, **data: object) -> None:
         """Move to a step of a flow, keeping `data` for the next message."""

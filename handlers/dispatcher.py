@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
-from handlers.context import ACTION_PREFIX, CHOICE_PREFIX, Context, Services
+from handlers.context import ACTION_PREFIX, CHOICE_PREFIX, NONCE_PLACEHOLDER, Context, Services
 from handlers.routing import Routes
 from handlers.types import Incoming, Outcome, Reply
 from storage import accounts, conversations, inbox
@@ -105,6 +105,7 @@ class Dispatcher:
                 member=member,
             )
             await self._route(ctx)
+            self._stamp_nonce(ctx)
             self._remember_menu(ctx)
         return ctx.outcome
 
@@ -123,6 +124,25 @@ class Dispatcher:
             if folded and fold(label) == folded:
                 return replace(incoming, choice=data, text=None)
         return incoming
+
+    def _stamp_nonce(self, ctx: Context) -> None:
+        """Give every offered choice the nonce of the step the conversation ended in."""
+        placeholder = f"{CHOICE_PREFIX}:{NONCE_PLACEHOLDER}:"
+        stamped = f"{CHOICE_PREFIX}:{ctx.conversation.nonce}:"
+        ctx.outcome.replies = [
+            replace(
+                reply,
+                choices=tuple(
+                    replace(c, data=stamped + c.data[len(placeholder) :])
+                    if c.data.startswith(placeholder)
+                    else c
+                    for c in reply.choices
+                ),
+            )
+            if reply.choices
+            else reply
+            for reply in ctx.outcome.replies
+        ]
 
     def _remember_menu(self, ctx: Context) -> None:
         """Keep the last numbered menu shown, so a typed number can be read later."""

@@ -29,7 +29,6 @@ async def show(ctx: Context) -> None:
     if scope is None:
         return
     session = ctx.session
-    # Enter first: the choices built below carry this step's nonce.
     ctx.enter(FLOW, "pick")
     mine = await commitment_store.of_author(session, scope.campaign.id, scope.member.id)
     pacts = await commitment_store.pacts_of_commitments(session, [c.id for c in mine])

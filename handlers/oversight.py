@@ -21,7 +21,6 @@ async def show(ctx: Context) -> None:
     if not is_officer(scope.member):
         ctx.say("permission.officers_only")
         return
-    # Enter first: the choices built below carry this step's nonce.
     ctx.enter(FLOW, "list")
     children = await units.children(ctx.session, scope.unit)
     shown = children or [scope.unit]
@@ -59,7 +58,7 @@ async def resume(ctx: Context) -> None:
     if unit is None:
         ctx.say("permission.outside_subtree")
         return
-    ctx.goto("list")  # a fresh nonce for the page buttons below
+    ctx.goto("list")
     rows, total = await commitment_store.members_not_registered(
         ctx.session, unit, scope.campaign.id, offset=offset, limit=PAGE
     )

@@ -110,3 +110,32 @@ async def test_an_update_key_is_handled_once(sessions: SessionFactory, clock: Ma
     second = await dispatcher.handle(_message("/help", "same", channel="buttons"))
     assert first.replies
     assert second.replies == []
+
+
+async def _offer_then_enter(ctx: Context) -> None:
+    choice = ctx.choice("Tiếp", "next")  # built before the step changes
+    ctx.enter("probe", "first")
+    ctx.reply("?", [choice])
+
+
+async def _probe(ctx: Context) -> None:
+    ctx.reply(f"pressed {ctx.pressed}")
+
+
+async def test_choices_carry_the_nonce_of_the_step_the_message_ends_in(
+    sessions: SessionFactory, clock: ManualClock
+) -> None:
+    routes = build_routes()
+    routes = Routes(
+        commands={**routes.commands, "probe": Command(_offer_then_enter)},
+        flows={**routes.flows, "probe": _probe},
+        actions=routes.actions,
+    )
+    dispatcher = Dispatcher(_services(sessions, clock), routes)
+    offered = await dispatcher.handle(_message("/probe", "1", channel="buttons"))
+    data = offered.replies[0].choices[0].data
+    pressed = await dispatcher.handle(
+        Incoming(channel="buttons", user_id="u1", chat_id="u1", update_key="2", choice=data)
+    )
+    assert pressed.replies[0].text == "pressed next"
+    assert pressed.choice_accepted
