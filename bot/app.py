@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from aiohttp import web
 
 from bot import console
 from bot.channels import Channel
 from bot.delivery import Deliverer
+from bot.ratelimit import ChannelLimiter, Limits
 from bot.settings import Settings
 from bot.telegram.channel import (
     ALLOWED_UPDATES,
@@ -26,7 +28,7 @@ from handlers.routing import build_routes
 from scheduler.service import Scheduler
 from storage import app_state
 from storage.clock import Clock, SystemClock
-from storage.engine import create_engine, create_session_factory
+from storage.engine import create_engine, create_session_factory, is_sqlite
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,15 @@ class BotRuntime:
         self.identity = BotIdentity()
         self.routes = build_routes()
         self.channels: dict[str, Channel] = {}
-        self.deliverer = Deliverer(self.sessions, self.channels, self.clock)
+        self.deliverer = Deliverer(
+            self.sessions,
+            self.channels,
+            self.clock,
+            concurrency=settings.delivery_concurrency,
+            lease=timedelta(seconds=settings.delivery_lease_seconds),
+            # With SQLite there is one process: claims it left when it died can be taken back.
+            single_process=is_sqlite(settings.database_url),
+        )
         self.services = Services(
             sessions=self.sessions,
             clock=self.clock,
@@ -100,6 +110,8 @@ class BotRuntime:
                 self.settings.telegram_api_base_url,
                 webhook=self.webhook_mode,
                 concurrent_updates=self.settings.telegram_concurrent_updates,
+                pool_size=self.settings.telegram_concurrent_updates
+                + self.settings.delivery_concurrency,
             )
             self.telegram = TelegramChannel(
                 application,
@@ -108,6 +120,7 @@ class BotRuntime:
                 self.clock,
                 self.texts,
                 self.deliverer.wake,
+                ChannelLimiter(Limits(per_second=self.settings.telegram_rate_limit)),
             )
             await self.telegram.initialize(self.routes.menu())
             self.identity.telegram_username = self.telegram.username

@@ -1,16 +1,21 @@
-"""The delivery service: pushes queued outbox messages through their channels."""
+"""The delivery engine: claims queued outbox messages and pushes them through their channels.
+
+Every message the bot sends on its own goes this way: notifications, reminders, broadcasts.
+Workers send concurrently within the channel's limits; outcomes are written in batches. A
+sending slot is freed only once its outcome is recorded, so after a crash at most
+`concurrency` messages can have gone out unrecorded (and go out again).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from datetime import timedelta
 
 from bot.channels import Channel, RetryLaterError, UnreachableError
 from bot.logs import redact
@@ -20,14 +25,26 @@ from storage import conversations as conversation_store
 from storage.clock import Clock
 from storage.engine import SessionFactory
 from storage.models import OutboxStatus
+from storage.outbox import Claimed, Outcome
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+_FLUSH_EVERY = 0.05  # seconds between outcome batches while sending
+
+
+def worker_name() -> str:
+    """Name this process for its claims: host, pid and a random suffix."""
+    return f"{socket.gethostname()[:20]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait longer after each failed attempt: 5 s, 10 s, 20 s ... at most 5 minutes."""
+    return timedelta(seconds=min(300, 5 * 2 ** max(0, attempts)))
 
 
 class Deliverer:
-    """Drain the outbox, oldest first, whenever woken and every few seconds."""
+    """Drain the outbox of every channel this process runs."""
 
     def __init__(
         self,
@@ -35,15 +52,21 @@ class Deliverer:
         channels: Mapping[str, Channel],
         clock: Clock,
         *,
-        idle_poll: float = 5.0,
+        concurrency: int = 64,
+        lease: timedelta = timedelta(seconds=60),
+        idle_poll: float = 2.0,
+        single_process: bool = False,
     ) -> None:
         self._sessions = sessions
         self._channels = channels
         self._clock = clock
+        self._concurrency = concurrency
+        self._lease = lease
         self._idle_poll = idle_poll
+        self._single_process = single_process
+        self.worker = worker_name()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._retry_pause = 0.0
 
     def wake(self) -> None:
         """Ask for a look at the outbox now."""
@@ -61,84 +84,132 @@ class Deliverer:
             self._task = None
 
     async def drain(self) -> int:
-        """Send everything pending now; return how many messages were handled."""
-        handled = 0
-        while batch := await self._deliver_batch():
-            handled += batch
-        return handled
+        """Send everything due now and return how many messages were dealt with."""
+        total = 0
+        while handled := await self._round():
+            total += handled
+        return total
 
     async def _run(self) -> None:
+        if self._single_process:
+            # Claims left by this process's previous life can be taken back at once.
+            async with self._sessions() as session, session.begin():
+                await outbox.release_claims(session)
         while True:
             try:
-                await self.drain()
+                handled = await self._round()
             except Exception:
                 log.exception("delivery round failed")
+                handled = 0
+            if handled:
+                continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._idle_poll + self._retry_pause)
+                await asyncio.wait_for(self._wakeup.wait(), self._idle_poll)
             self._wakeup.clear()
-            self._retry_pause = 0.0
 
-    async def _deliver_batch(self) -> int:
-        # Read, send and record in separate steps: no transaction stays open over the network.
+    async def _round(self) -> int:
+        """Claim and send one batch per channel; return how many messages were dealt with."""
+        counts = await asyncio.gather(
+            *(self._send_batch(name, channel) for name, channel in self._channels.items())
+        )
+        return sum(counts)
+
+    async def _send_batch(self, name: str, channel: Channel) -> int:
+        now = self._clock.now()
         async with self._sessions() as session, session.begin():
-            rows = [
-                _Job(
-                    message.id,
-                    message.attempts,
-                    account.id,
-                    account.chat_id,
-                    channel,
-                    message.payload,
-                )
-                for message, account in await outbox.pending(session, limit=100)
-                if (channel := self._channels.get(account.channel)) is not None
-            ]
-        if not rows:
+            claimed = await outbox.claim(
+                session,
+                channel=name,
+                worker=self.worker,
+                now=now,
+                until=now + self._lease,
+                limit=self._concurrency * 8,
+            )
+        if not claimed:
             return 0
-        results: list[tuple[_Job, OutboxStatus | None, str | None]] = []
-        for job in rows:
-            try:
-                await job.channel.push(job.chat_id, Reply.from_dict(job.payload))
-            except UnreachableError as error:
-                results.append((job, OutboxStatus.UNREACHABLE, str(error)))
-            except RetryLaterError as error:
-                final = job.attempts + 1 >= MAX_ATTEMPTS
-                results.append((job, OutboxStatus.FAILED if final else None, redact(str(error))))
-                if not final:
-                    self._retry_pause = max(self._retry_pause, error.delay)
-                    break  # the channel is struggling; the rest waits for the next round
-            else:
-                results.append((job, OutboxStatus.SENT, None))
+        batch = _Batch(self, channel)
+        await batch.send_all(claimed)
+        return len(claimed)
+
+    async def _record(self, channel: Channel, outcomes: list[Outcome]) -> None:
+        now = self._clock.now()
         async with self._sessions() as session, session.begin():
-            now = self._clock.now()
-            for job, status, problem in results:
-                await self._record(session, job, status, problem, now)
-        return sum(1 for _, status, _ in results if status is not None)
+            await outbox.record(session, outcomes, now)
+            for outcome in outcomes:
+                if outcome.status == OutboxStatus.UNREACHABLE:
+                    await accounts.mark_unreachable(session, outcome.account_id)
 
-    async def _record(
-        self,
-        session: AsyncSession,
-        job: _Job,
-        status: OutboxStatus | None,
-        error: str | None,
-        now: datetime,
-    ) -> None:
-        if status is None:
-            await outbox.postpone(session, job.message_id, error or "")
+    async def _remember_menus(self, claimed: list[Claimed]) -> None:
+        """On channels without buttons, keep the last numbered menu each person was shown."""
+        now = self._clock.now()
+        async with self._sessions() as session, session.begin():
+            for message in claimed:
+                items = message.payload.get("choices") or []
+                if items:
+                    await conversation_store.remember_menu(session, message.account_id, items, now)
+
+
+class _Batch:
+    """Send one claimed batch with bounded concurrency, recording outcomes as they come."""
+
+    def __init__(self, deliverer: Deliverer, channel: Channel) -> None:
+        self._deliverer = deliverer
+        self._channel = channel
+        # A slot is taken before sending and given back only once the outcome is recorded.
+        self._slots = asyncio.Semaphore(deliverer._concurrency)
+        self._outcomes: list[Outcome] = []
+        self._sent_with_menu: list[Claimed] = []
+
+    async def send_all(self, claimed: list[Claimed]) -> None:
+        flusher = asyncio.create_task(self._flush_periodically())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for message in claimed:
+                    await self._slots.acquire()
+                    group.create_task(self._send(message))
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await self._flush()
+
+    async def _send(self, message: Claimed) -> None:
+        try:
+            await self._channel.push(message.chat_id, Reply.from_dict(message.payload))
+        except UnreachableError as error:
+            outcome = Outcome(message.id, message.account_id, OutboxStatus.UNREACHABLE, str(error))
+        except RetryLaterError as error:
+            reason = redact(str(error))[:500]
+            if message.attempts + 1 >= MAX_ATTEMPTS:
+                outcome = Outcome(message.id, message.account_id, OutboxStatus.FAILED, reason)
+            else:
+                retry_at = self._deliverer._clock.now() + backoff(message.attempts)
+                outcome = Outcome(message.id, message.account_id, None, reason, retry_at)
+        except Exception as error:  # a bug in rendering must not stop the queue
+            log.exception("could not send outbox message %s", message.id)
+            outcome = Outcome(
+                message.id, message.account_id, OutboxStatus.FAILED, repr(error)[:500]
+            )
+        else:
+            outcome = Outcome(message.id, message.account_id, OutboxStatus.SENT)
+            if not self._channel.traits.buttons and message.payload.get("choices"):
+                self._sent_with_menu.append(message)
+        self._outcomes.append(outcome)
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(_FLUSH_EVERY)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        menus, self._sent_with_menu = self._sent_with_menu, []
+        if not outcomes:
             return
-        await outbox.mark(session, job.message_id, status, now, error)
-        if status == OutboxStatus.UNREACHABLE:
-            await accounts.mark_unreachable(session, job.account_id)
-        reply_choices = job.payload.get("choices") or []
-        if status == OutboxStatus.SENT and reply_choices and not job.channel.traits.buttons:
-            await conversation_store.remember_menu(session, job.account_id, reply_choices, now)
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    message_id: int
-    attempts: int
-    account_id: int
-    chat_id: str
-    channel: Channel
-    payload: dict[str, Any]
+        try:
+            await self._deliverer._record(self._channel, outcomes)
+            if menus:
+                await self._deliverer._remember_menus(menus)
+        finally:
+            for _ in outcomes:
+                self._slots.release()

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     invite_default_uses: int = Field(default=50, ge=1, le=100_000)
     invite_default_days: int = Field(default=14, ge=1, le=365)
     telegram_concurrent_updates: int = Field(default=64, ge=1, le=1024)
+    telegram_rate_limit: int = Field(default=30, ge=1, le=1000)
+    delivery_concurrency: int = Field(default=64, ge=1, le=1000)
+    delivery_lease_seconds: int = Field(default=60, ge=1, le=3600)
 
     @field_validator("log_level", mode="before")
     @classmethod

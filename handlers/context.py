@@ -114,7 +114,13 @@ class Context:
         account = await accounts.preferred(self.session, member_id)
         if account is None:
             return False
-        outbox.enqueue(self.session, account_id=account.id, payload=reply.to_dict(), now=self.now)
+        outbox.enqueue(
+            self.session,
+            account_id=account.id,
+            channel=account.channel,
+            payload=reply.to_dict(),
+            now=self.now,
+        )
         self.outcome.queued_notifications = True
         return True
 

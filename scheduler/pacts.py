@@ -33,7 +33,13 @@ async def expire_pacts(sessions: SessionFactory, clock: Clock, texts: Catalogue)
             account = await accounts.preferred(session, pact.proposer_id)
             if account is not None:
                 text = texts("pact.proposer_expired", reference=commitment.reference)
-                outbox.enqueue(session, account_id=account.id, payload={"text": text}, now=now)
+                outbox.enqueue(
+                    session,
+                    account_id=account.id,
+                    channel=account.channel,
+                    payload={"text": text},
+                    now=now,
+                )
     if rows:
         log.info("expired %d unanswered pact proposals", len(rows))
     return len(rows)

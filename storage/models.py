@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -65,6 +66,7 @@ class OutboxStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     UNREACHABLE = "unreachable"
+    CANCELLED = "cancelled"
 
 
 class Unit(Base):
@@ -180,7 +182,10 @@ class InboundUpdate(Base):
 
 
 class OutboxMessage(Base):
-    """A message waiting to be pushed to an account, or the record that it was."""
+    """A message waiting to be pushed to an account, or the record of what became of it.
+
+    Broadcast rows carry no payload of their own: they share their broadcast's.
+    """
 
     __tablename__ = "outbox"
 
@@ -188,16 +193,105 @@ class OutboxMessage(Base):
     account_id: Mapped[int] = mapped_column(
         ForeignKey("channel_accounts.id", ondelete="CASCADE"), index=True
     )
-    payload: Mapped[dict[str, Any]]
+    channel: Mapped[str] = mapped_column(String(16))
+    broadcast_id: Mapped[int | None] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True
+    )
+    payload: Mapped[dict[str, Any] | None]
     status: Mapped[OutboxStatus] = mapped_column(
         _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.PENDING
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Not to be sent before this moment: a retry's backoff.
+    not_before: Mapped[datetime | None]
+    # Which process is sending it, and until when that claim holds if the process dies.
+    claimed_by: Mapped[str | None] = mapped_column(String(40))
+    claimed_until: Mapped[datetime | None]
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
 
-    __table_args__ = (Index(None, "status", "id"),)
+    __table_args__ = (
+        # Only pending rows are ever claimed; a partial index keeps the claim scan small.
+        Index(
+            "ix_outbox_pending",
+            "channel",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+
+class BroadcastStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    CANCELLED = "cancelled"
+
+
+class Broadcast(Base):
+    """An officer's announcement to an audience within their subtree."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="RESTRICT"), index=True
+    )
+    # The author's unit when composing: the audience never reaches beyond it.
+    scope_unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"))
+    payload: Mapped[dict[str, Any]]
+    audience: Mapped[dict[str, Any]]
+    status: Mapped[BroadcastStatus] = mapped_column(_enum(BroadcastStatus, "broadcast_status"))
+    scheduled_for: Mapped[datetime | None] = mapped_column(index=True)
+    queued_at: Mapped[datetime | None]
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+
+
+class InitiativeStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    CHANGES_REQUESTED = "changes_requested"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Initiative(Base):
+    """An initiative or technical improvement (sáng kiến, cải tiến kỹ thuật) of a member."""
+
+    __tablename__ = "initiatives"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str | None] = mapped_column(String(32), unique=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="RESTRICT"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    title_folded: Mapped[str] = mapped_column(String(200), default="")
+    problem: Mapped[str] = mapped_column(Text, default="")
+    solution: Mapped[str] = mapped_column(Text, default="")
+    benefit: Mapped[str] = mapped_column(Text, default="")
+    estimated_value: Mapped[int | None] = mapped_column(BigInteger)
+    field: Mapped[str | None] = mapped_column(String(100))
+    co_author_ids: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    status: Mapped[InitiativeStatus] = mapped_column(
+        _enum(InitiativeStatus, "initiative_status"), default=InitiativeStatus.DRAFT
+    )
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    review_note: Mapped[str | None] = mapped_column(Text)
+    recognised_value: Mapped[int | None] = mapped_column(BigInteger)
+    recognised_level: Mapped[str | None] = mapped_column(String(16))
+    submitted_at: Mapped[datetime | None]
+    reviewed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_initiatives_campaign_author", "campaign_id", "author_id"),
+        Index("ix_initiatives_campaign_status", "campaign_id", "status"),
+    )
 
 
 class AppState(Base):

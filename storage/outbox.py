@@ -1,62 +1,188 @@
-"""The outbox: messages the bot pushes on its own, kept until they are delivered."""
+"""The outbox: every message the bot pushes, claimed by a sender and recorded when done."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ChannelAccount, OutboxMessage, OutboxStatus
+from storage.models import Broadcast, ChannelAccount, OutboxMessage, OutboxStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A message claimed for sending, with all a sender needs."""
+
+    id: int
+    account_id: int
+    chat_id: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one claimed message."""
+
+    id: int
+    account_id: int
+    status: OutboxStatus | None  # None: keep it pending and try again after `retry_at`
+    error: str | None = None
+    retry_at: datetime | None = None
 
 
 def enqueue(
-    session: AsyncSession, *, account_id: int, payload: dict[str, Any], now: datetime
+    session: AsyncSession, *, account_id: int, channel: str, payload: dict[str, Any], now: datetime
 ) -> None:
     """Queue one message to an account in the caller's transaction."""
-    session.add(OutboxMessage(account_id=account_id, payload=payload, created_at=now))
+    session.add(
+        OutboxMessage(account_id=account_id, channel=channel, payload=payload, created_at=now)
+    )
 
 
-async def pending(
-    session: AsyncSession, limit: int = 100
-) -> Sequence[tuple[OutboxMessage, ChannelAccount]]:
-    """Return the oldest pending messages with their accounts."""
-    statement = (
-        select(OutboxMessage, ChannelAccount)
-        .join(ChannelAccount, ChannelAccount.id == OutboxMessage.account_id)
-        .where(OutboxMessage.status == OutboxStatus.PENDING)
+async def claim(
+    session: AsyncSession,
+    *,
+    channel: str,
+    worker: str,
+    now: datetime,
+    until: datetime,
+    limit: int,
+) -> list[Claimed]:
+    """Claim up to `limit` due messages of a channel, oldest first, for `worker` until `until`.
+
+    On PostgreSQL the rows are picked with FOR UPDATE SKIP LOCKED, so processes sharing the
+    outbox never claim the same message; a claim whose process died lapses at `until`.
+    """
+    due = (
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.status == OutboxStatus.PENDING,
+            OutboxMessage.channel == channel,
+            or_(OutboxMessage.not_before.is_(None), OutboxMessage.not_before <= now),
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        )
         .order_by(OutboxMessage.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    return [(row[0], row[1]) for row in (await session.execute(statement)).all()]
+    rows = (
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(due.scalar_subquery()))
+            .values(claimed_by=worker, claimed_until=until)
+            .returning(
+                OutboxMessage.id,
+                OutboxMessage.account_id,
+                OutboxMessage.broadcast_id,
+                OutboxMessage.payload,
+                OutboxMessage.attempts,
+            )
+        )
+    ).all()
+    if not rows:
+        return []
+    chats = dict(
+        (
+            await session.execute(
+                select(ChannelAccount.id, ChannelAccount.chat_id).where(
+                    ChannelAccount.id.in_({row.account_id for row in rows})
+                )
+            )
+        ).all()
+    )
+    broadcast_ids = {row.broadcast_id for row in rows if row.broadcast_id is not None}
+    shared: dict[int, dict[str, Any]] = {}
+    if broadcast_ids:
+        shared = dict(
+            (
+                await session.execute(
+                    select(Broadcast.id, Broadcast.payload).where(Broadcast.id.in_(broadcast_ids))
+                )
+            ).all()
+        )
+    claimed = [
+        Claimed(
+            id=row.id,
+            account_id=row.account_id,
+            chat_id=chats[row.account_id],
+            payload=row.payload if row.payload is not None else shared[row.broadcast_id],
+            attempts=row.attempts,
+        )
+        for row in rows
+        if row.account_id in chats
+    ]
+    return sorted(claimed, key=lambda c: c.id)
 
 
-async def mark(
-    session: AsyncSession,
-    message_id: int,
-    status: OutboxStatus,
-    now: datetime,
-    error: str | None = None,
-) -> None:
-    """Record what became of one message."""
-    await session.execute(
+async def record(session: AsyncSession, outcomes: Iterable[Outcome], now: datetime) -> None:
+    """Record a batch of outcomes, one statement per kind of outcome."""
+    final: dict[tuple[OutboxStatus, str | None], list[int]] = {}
+    for outcome in outcomes:
+        if outcome.status is None:
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == outcome.id)
+                .values(
+                    attempts=OutboxMessage.attempts + 1,
+                    last_error=outcome.error,
+                    not_before=outcome.retry_at,
+                    claimed_by=None,
+                    claimed_until=None,
+                )
+            )
+        else:
+            final.setdefault((outcome.status, outcome.error), []).append(outcome.id)
+    for (status, error), ids in final.items():
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .values(
+                status=status,
+                attempts=OutboxMessage.attempts + 1,
+                last_error=error,
+                sent_at=now if status == OutboxStatus.SENT else None,
+                claimed_by=None,
+                claimed_until=None,
+            )
+        )
+
+
+async def release_claims(session: AsyncSession) -> int:
+    """Release every claim; only safe when this is the one process sending (SQLite)."""
+    result = await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)
-        .values(
-            status=status,
-            attempts=OutboxMessage.attempts + 1,
-            sent_at=now if status == OutboxStatus.SENT else None,
-            last_error=error,
+        .where(
+            and_(
+                OutboxMessage.status == OutboxStatus.PENDING,
+                OutboxMessage.claimed_by.is_not(None),
+            )
+        )
+        .values(claimed_by=None, claimed_until=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def counts(session: AsyncSession, broadcast_id: int) -> dict[OutboxStatus, int]:
+    """Count a broadcast's messages by status."""
+    rows = await session.execute(
+        select(OutboxMessage.status, func.count())
+        .where(OutboxMessage.broadcast_id == broadcast_id)
+        .group_by(OutboxMessage.status)
+    )
+    found = {status: int(n) for status, n in rows.all()}
+    return {status: found.get(status, 0) for status in OutboxStatus}
+
+
+async def pending_ids(session: AsyncSession, channel: str) -> Sequence[int]:
+    """Return the ids of pending messages of a channel (for tests and reports)."""
+    rows = await session.scalars(
+        select(OutboxMessage.id).where(
+            OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.channel == channel
         )
     )
-
-
-async def postpone(session: AsyncSession, message_id: int, error: str) -> None:
-    """Count a failed attempt and leave the message pending for a later round."""
-    await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)
-        .values(attempts=OutboxMessage.attempts + 1, last_error=error)
-    )
+    return rows.all()

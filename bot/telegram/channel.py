@@ -11,6 +11,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bot.channels import RetryLaterError, UnreachableError, split_text
+from bot.ratelimit import ChannelLimiter
 from bot.telegram.convert import CHANNEL, keyboard, to_incoming
 from handlers.dispatcher import Dispatcher
 from handlers.i18n import Catalogue
@@ -22,12 +23,14 @@ from storage.engine import SessionFactory
 log = logging.getLogger(__name__)
 
 TRAITS = ChannelTraits(name=CHANNEL, buttons=True, text_limit=4096)
+FREE_RATE = 30
+_RETRIES_AFTER_429 = 3
 ALLOWED_UPDATES = ["message", "callback_query"]
 _CALLBACK_NOTICE_LIMIT = 200
 
 
 def build_application(
-    token: str, api_base_url: str, *, webhook: bool, concurrent_updates: int
+    token: str, api_base_url: str, *, webhook: bool, concurrent_updates: int, pool_size: int
 ) -> Application:  # type: ignore[type-arg]
     """Build the python-telegram-bot Application talking to `api_base_url`."""
     builder = (
@@ -36,7 +39,7 @@ def build_application(
         .base_url(f"{api_base_url}/bot")
         .base_file_url(f"{api_base_url}/file/bot")
         .concurrent_updates(concurrent_updates)
-        .connection_pool_size(max(concurrent_updates, 8))
+        .connection_pool_size(max(pool_size, 8))
     )
     if webhook:
         # Our own aiohttp server receives the webhook; no Updater is needed.
@@ -57,8 +60,12 @@ class TelegramChannel:
         clock: Clock,
         texts: Catalogue,
         on_queued: Callable[[], None],
+        limiter: ChannelLimiter,
     ) -> None:
         self.application = application
+        self.limiter = limiter
+        # Above Telegram's free 30 messages a second, bots pay per message (paid broadcasts).
+        self._paid = limiter.limits.per_second > FREE_RATE
         self._dispatcher = dispatcher
         self._sessions = sessions
         self._clock = clock
@@ -157,26 +164,40 @@ class TelegramChannel:
         for reply in outcome.replies:
             await self._send(chat_id, reply)
 
-    async def _send(self, chat_id: int | str, reply: Reply) -> None:
-        bot = self.application.bot
+    async def _send(self, chat_id: int | str, reply: Reply, *, pushed: bool = False) -> None:
         parts = split_text(reply.text, TRAITS.text_limit)
         for index, part in enumerate(parts):
             markup = keyboard(reply.choices) if index == len(parts) - 1 else None
-            await bot.send_message(chat_id=chat_id, text=part, reply_markup=markup)
+            await self._call(chat_id, pushed, "send_message", text=part, reply_markup=markup)
         for attachment in reply.attachments:
             if attachment.kind == "photo":
-                await bot.send_photo(chat_id=chat_id, photo=attachment.file_ref)
+                await self._call(chat_id, pushed, "send_photo", photo=attachment.file_ref)
             else:
-                await bot.send_document(chat_id=chat_id, document=attachment.file_ref)
+                await self._call(chat_id, pushed, "send_document", document=attachment.file_ref)
+
+    async def _call(self, chat_id: int | str, pushed: bool, method: str, **fields: object) -> None:
+        """Make one Bot API call within the limits, waiting out a 429 a few times."""
+        bot = self.application.bot
+        if self._paid:
+            fields["allow_paid_broadcast"] = True
+        chat = str(chat_id)
+        for attempt in range(_RETRIES_AFTER_429 + 1):
+            await self.limiter.acquire(chat, group=chat.startswith("-"), per_chat=pushed)
+            try:
+                await getattr(bot, method)(chat_id=chat_id, **fields)
+                return
+            except RetryAfter as error:
+                # Telegram wants every send of this bot to wait, not only this one.
+                self.limiter.pause(_seconds(error.retry_after))
+                if attempt == _RETRIES_AFTER_429:
+                    raise
 
     async def push(self, chat_id: str, reply: Reply) -> None:
         """Send a queued message, translating Telegram's errors for the delivery service."""
         try:
-            await self._send(chat_id, reply)
+            await self._send(chat_id, reply, pushed=True)
         except RetryAfter as error:
-            delay = error.retry_after
-            seconds = delay.total_seconds() if hasattr(delay, "total_seconds") else float(delay)
-            raise RetryLaterError("rate limited", seconds) from error
+            raise RetryLaterError("rate limited", _seconds(error.retry_after)) from error
         except Forbidden as error:
             raise UnreachableError(error.message) from error
         except BadRequest as error:
@@ -185,6 +206,12 @@ class TelegramChannel:
             raise RetryLaterError(error.message, 60.0) from error
         except NetworkError as error:  # includes TimedOut
             raise RetryLaterError(str(error)) from error
+
+
+def _seconds(delay: object) -> float:
+    """Read RetryAfter.retry_after, a number or a timedelta depending on the library's settings."""
+    total = getattr(delay, "total_seconds", None)
+    return float(total()) if callable(total) else float(delay)  # type: ignore[arg-type]
 
 
 class TelegramInviteLinks:
