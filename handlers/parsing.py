@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 _TARGET = re.compile(r"^\s*(\d{1,9}(?:[.,]\d{1,3})?)\s*(.*?)\s*$")
 _PERCENT = re.compile(r"^\s*(\d{1,3})\s*%?\s*$")
@@ -35,3 +37,18 @@ def format_number(value: float) -> str:
     if value == int(value):
         return f"{int(value):,}".replace(",", ".")
     return f"{value:.3f}".rstrip("0").replace(".", ",")
+
+
+_LOCAL_TIME = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2})\s*[:hg]\s*(\d{2})\s*$")
+
+
+def parse_local_time(text: str, zone: ZoneInfo) -> datetime | None:
+    """Read "dd/mm/yyyy hh:mm" as a local time; None if it is not one."""
+    match = _LOCAL_TIME.match(text.lower())
+    if match is None:
+        return None
+    day, month, year, hour, minute = (int(part) for part in match.groups())
+    try:
+        return datetime(year, month, day, hour, minute, tzinfo=zone)
+    except ValueError:
+        return None

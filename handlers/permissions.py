@@ -16,6 +16,7 @@ class Action(enum.StrEnum):
     ANSWER_PACT_FOR_UNIT = "answer_pact_for_unit"
     REGISTER_CONGRESS_WORK = "register_congress_work"
     VIEW_UNIT_PROGRESS = "view_unit_progress"
+    BROADCAST = "broadcast"
 
 
 _OFFICER_ROLES = frozenset({Role.OFFICER, Role.ADMIN})

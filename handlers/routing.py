@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from handlers import calendar, commitments, congress, invite, join, mine, oversight, pacts, profile
+from handlers import (
+    broadcast,
+    calendar,
+    commitments,
+    congress,
+    invite,
+    join,
+    mine,
+    oversight,
+    pacts,
+    profile,
+)
 from handlers import help as help_
 from handlers.context import Context
 
@@ -53,6 +64,8 @@ def build_routes() -> Routes:
         "donvi": Command(oversight.show, menu_key="menu.units"),
         "units": Command(oversight.show),
         "moi": Command(invite.start, menu_key="menu.invite"),
+        "thongbao": Command(broadcast.start, menu_key="menu.broadcast"),
+        "broadcast": Command(broadcast.start),
     }
     flows = {
         join.FLOW: join.resume,
@@ -61,6 +74,7 @@ def build_routes() -> Routes:
         mine.FLOW: mine.resume,
         congress.FLOW: congress.resume,
         oversight.FLOW: oversight.resume,
+        broadcast.FLOW: broadcast.resume,
     }
     actions = {
         join.DECIDE_ACTION: join.decide,

@@ -11,6 +11,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from handlers.i18n import Catalogue
+from scheduler import broadcasts
 from scheduler.pacts import expire_pacts
 from storage import inbox
 from storage.clock import Clock
@@ -63,6 +64,8 @@ class Scheduler:
         queued = 0
         try:
             queued += await expire_pacts(self._sessions, self._clock, self._texts)
+            queued += await broadcasts.queue_due(self._sessions, self._clock)
+            queued += await broadcasts.report_finished(self._sessions, self._clock, self._texts)
             async with self._sessions() as session, session.begin():
                 await inbox.purge(session, self._clock.now() - INBOX_RETENTION)
         except Exception:

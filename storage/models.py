@@ -245,6 +245,8 @@ class Broadcast(Base):
     status: Mapped[BroadcastStatus] = mapped_column(_enum(BroadcastStatus, "broadcast_status"))
     scheduled_for: Mapped[datetime | None] = mapped_column(index=True)
     queued_at: Mapped[datetime | None]
+    # When nothing was left to send and the author was given the report.
+    finished_at: Mapped[datetime | None]
     recipients: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Broadcast, ChannelAccount, OutboxMessage, OutboxStatus
@@ -165,17 +165,6 @@ async def release_claims(session: AsyncSession) -> int:
         .values(claimed_by=None, claimed_until=None)
     )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def counts(session: AsyncSession, broadcast_id: int) -> dict[OutboxStatus, int]:
-    """Count a broadcast's messages by status."""
-    rows = await session.execute(
-        select(OutboxMessage.status, func.count())
-        .where(OutboxMessage.broadcast_id == broadcast_id)
-        .group_by(OutboxMessage.status)
-    )
-    found = {status: int(n) for status, n in rows.all()}
-    return {status: found.get(status, 0) for status in OutboxStatus}
 
 
 async def pending_ids(session: AsyncSession, channel: str) -> Sequence[int]:

@@ -53,6 +53,7 @@ def upgrade() -> None:
         ),
         sa.Column("scheduled_for", storage.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("queued_at", storage.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", storage.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("recipients", sa.Integer(), nullable=False),
         sa.Column("created_at", storage.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
