@@ -13,8 +13,8 @@ from dataclasses import replace
 from handlers.context import ACTION_PREFIX, CHOICE_PREFIX, NONCE_PLACEHOLDER, Context, Services
 from handlers.routing import Routes
 from handlers.types import Incoming, Outcome, Reply
-from storage import accounts, conversations, inbox
-from storage.models import Conversation, Member
+from storage import accounts, inbox
+from storage.models import Conversation
 from storage.text import clean, fold
 
 log = logging.getLogger(__name__)
@@ -71,20 +71,12 @@ class Dispatcher:
         now = services.clock.now()
         async with services.sessions() as session, session.begin():
             # Record the update as handled in this same transaction: at most once.
-            first = await inbox.store(
-                session,
-                channel=incoming.channel,
-                update_key=incoming.update_key,
-                payload=None,
-                now=now,
-                processed=True,
-            )
-            if not first and not await inbox.claim(
+            if not await inbox.take(
                 session, channel=incoming.channel, update_key=incoming.update_key, now=now
             ):
                 log.info("update %s:%s already handled", incoming.channel, incoming.update_key)
                 return Outcome()
-            account = await accounts.touch(
+            account, conversation, member = await accounts.load_for_message(
                 session,
                 channel=incoming.channel,
                 external_id=incoming.user_id,
@@ -92,9 +84,6 @@ class Dispatcher:
                 display_name=incoming.display_name,
                 now=now,
             )
-            await session.flush()
-            conversation = await conversations.load(session, account.id, now)
-            member = await session.get(Member, account.member_id) if account.member_id else None
             ctx = Context(
                 services=services,
                 session=session,

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ChannelAccount
+from storage.models import ChannelAccount, Conversation, Member
+
+# Seen-times closer than this are not written again: most messages then update nothing.
+_SEEN_PRECISION = timedelta(minutes=5)
 
 
-async def touch(
+async def load_for_message(
     session: AsyncSession,
     *,
     channel: str,
@@ -20,28 +23,49 @@ async def touch(
     chat_id: str,
     display_name: str | None,
     now: datetime,
-    lock: bool = True,
-) -> ChannelAccount:
-    """Return the account, created on first contact, marked reachable and seen now.
+) -> tuple[ChannelAccount, Conversation, Member | None]:
+    """Return the sender's account (locked on PostgreSQL), conversation and member at once.
 
-    With `lock`, the row stays locked (on PostgreSQL) until the caller's transaction ends,
-    so one user's messages are handled one after another even across processes.
+    One query in the usual case; the account and its idle conversation are created on first
+    contact. The row lock keeps one person's messages in order across processes.
     """
-    statement = select(ChannelAccount).where(
-        ChannelAccount.channel == channel, ChannelAccount.external_id == external_id
+    statement = (
+        select(ChannelAccount, Conversation, Member)
+        .outerjoin(Conversation, Conversation.account_id == ChannelAccount.id)
+        .outerjoin(Member, Member.id == ChannelAccount.member_id)
+        .where(ChannelAccount.channel == channel, ChannelAccount.external_id == external_id)
+        .with_for_update(of=ChannelAccount)
     )
-    if lock:
-        statement = statement.with_for_update()
-    account = await session.scalar(statement)
-    if account is None:
-        # A row this transaction inserts stays locked until it ends, like a selected one.
+    row = (await session.execute(statement)).first()
+    if row is None:
         account = await _create(session, channel, external_id, chat_id, display_name, now)
-    account.chat_id = chat_id
-    account.reachable = True
-    account.last_seen_at = now
-    if display_name:
-        account.display_name = display_name[:128]
-    return account
+        await session.flush()
+        member = await session.get(Member, account.member_id) if account.member_id else None
+        conversation = None
+    else:
+        account, conversation, member = row
+    _refresh(account, chat_id, display_name, now)
+    if conversation is None:
+        conversation = Conversation(
+            account_id=account.id, flow=None, step=None, data={}, nonce="", updated_at=now
+        )
+        session.add(conversation)
+    return account, conversation, member
+
+
+def _refresh(
+    account: ChannelAccount, chat_id: str, display_name: str | None, now: datetime
+) -> None:
+    """Update what a message tells about its account, writing only what changed."""
+    if account.chat_id != chat_id:
+        account.chat_id = chat_id
+    if not account.reachable:
+        account.reachable = True  # they wrote to us: they can be written to again
+    if now - account.last_seen_at > _SEEN_PRECISION:
+        account.last_seen_at = now
+    name = (display_name or "")[:128] or None
+    if name and account.display_name != name:
+        account.display_name = name
 
 
 async def _create(

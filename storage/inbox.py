@@ -44,18 +44,23 @@ async def store(
     return bool(getattr(result, "rowcount", 0))
 
 
-async def claim(session: AsyncSession, *, channel: str, update_key: str, now: datetime) -> bool:
-    """Mark a stored update handled in the caller's transaction; False if it already was."""
-    result = await session.execute(
-        update(InboundUpdate)
-        .where(
-            InboundUpdate.channel == channel,
-            InboundUpdate.update_key == update_key,
-            InboundUpdate.processed_at.is_(None),
-        )
-        .values(processed_at=now)
+async def take(session: AsyncSession, *, channel: str, update_key: str, now: datetime) -> bool:
+    """Record an update as handled now, in one statement; False if it was handled before.
+
+    Inserts it if it is new; claims it if the webhook stored it unhandled; does nothing if
+    it was handled already. The caller's transaction makes handling it at most once.
+    """
+    dialect = session.get_bind().dialect.name
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    values = insert_(InboundUpdate).values(
+        channel=channel, update_key=update_key, payload=None, received_at=now, processed_at=now
     )
-    return bool(getattr(result, "rowcount", 0))
+    statement = values.on_conflict_do_update(
+        index_elements=[InboundUpdate.channel, InboundUpdate.update_key],
+        set_={"processed_at": now},
+        where=InboundUpdate.processed_at.is_(None),
+    ).returning(InboundUpdate.id)
+    return (await session.execute(statement)).first() is not None
 
 
 async def record_failure(

@@ -13,6 +13,7 @@ from telegram.ext import Application, ContextTypes, TypeHandler
 from bot.channels import RetryLaterError, UnreachableError, split_text
 from bot.ratelimit import ChannelLimiter
 from bot.telegram.convert import CHANNEL, keyboard, to_incoming
+from bot.telegram.transport import AiohttpRequest
 from handlers.dispatcher import Dispatcher
 from handlers.i18n import Catalogue
 from handlers.types import ChannelTraits, Outcome, Reply
@@ -39,7 +40,9 @@ def build_application(
         .base_url(f"{api_base_url}/bot")
         .base_file_url(f"{api_base_url}/file/bot")
         .concurrent_updates(concurrent_updates)
-        .connection_pool_size(max(pool_size, 8))
+        .request(AiohttpRequest(connections=max(pool_size, 8)))
+        # Long polling waits up to its timeout for updates: a read timeout above it.
+        .get_updates_request(AiohttpRequest(connections=2, read_timeout=30.0))
     )
     if webhook:
         # Our own aiohttp server receives the webhook; no Updater is needed.
