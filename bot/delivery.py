@@ -25,7 +25,7 @@ from storage import conversations as conversation_store
 from storage.clock import Clock
 from storage.engine import SessionFactory
 from storage.models import OutboxStatus
-from storage.outbox import Claimed, Outcome
+from storage.outbox import Claimed, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class Deliverer:
         await batch.send_all(claimed)
         return len(claimed)
 
-    async def _record(self, channel: Channel, outcomes: list[Outcome]) -> None:
+    async def _record(self, channel: Channel, outcomes: list[SendResult]) -> None:
         now = self._clock.now()
         async with self._sessions() as session, session.begin():
             await outbox.record(session, outcomes, now)
@@ -157,7 +157,7 @@ class _Batch:
         self._channel = channel
         # A slot is taken before sending and given back only once the outcome is recorded.
         self._slots = asyncio.Semaphore(deliverer._concurrency)
-        self._outcomes: list[Outcome] = []
+        self._outcomes: list[SendResult] = []
         self._sent_with_menu: list[Claimed] = []
 
     async def send_all(self, claimed: list[Claimed]) -> None:
@@ -177,21 +177,24 @@ class _Batch:
         try:
             await self._channel.push(message.chat_id, Reply.from_dict(message.payload))
         except UnreachableError as error:
-            outcome = Outcome(message.id, message.account_id, OutboxStatus.UNREACHABLE, str(error))
+            outcome = SendResult(
+                message.id, message.account_id, OutboxStatus.UNREACHABLE, str(error)
+            )
         except RetryLaterError as error:
             reason = redact(str(error))[:500]
             if message.attempts + 1 >= MAX_ATTEMPTS:
-                outcome = Outcome(message.id, message.account_id, OutboxStatus.FAILED, reason)
+                outcome = SendResult(message.id, message.account_id, OutboxStatus.FAILED, reason)
             else:
-                retry_at = self._deliverer._clock.now() + backoff(message.attempts)
-                outcome = Outcome(message.id, message.account_id, None, reason, retry_at)
+                wait = max(backoff(message.attempts), timedelta(seconds=error.delay))
+                retry_at = self._deliverer._clock.now() + wait
+                outcome = SendResult(message.id, message.account_id, None, reason, retry_at)
         except Exception as error:  # a bug in rendering must not stop the queue
             log.exception("could not send outbox message %s", message.id)
-            outcome = Outcome(
+            outcome = SendResult(
                 message.id, message.account_id, OutboxStatus.FAILED, repr(error)[:500]
             )
         else:
-            outcome = Outcome(message.id, message.account_id, OutboxStatus.SENT)
+            outcome = SendResult(message.id, message.account_id, OutboxStatus.SENT)
             if not self._channel.traits.buttons and message.payload.get("choices"):
                 self._sent_with_menu.append(message)
         self._outcomes.append(outcome)

@@ -25,7 +25,7 @@ class Claimed:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class SendResult:
     """What became of one claimed message."""
 
     id: int
@@ -119,7 +119,7 @@ async def claim(
     return sorted(claimed, key=lambda c: c.id)
 
 
-async def record(session: AsyncSession, outcomes: Iterable[Outcome], now: datetime) -> None:
+async def record(session: AsyncSession, outcomes: Iterable[SendResult], now: datetime) -> None:
     """Record a batch of outcomes, one statement per kind of outcome."""
     final: dict[tuple[OutboxStatus, str | None], list[int]] = {}
     for outcome in outcomes:
