@@ -8,7 +8,9 @@ from handlers.types import ChannelTraits, Reply
 
 
 class DeliveryError(Exception):
-    """A message could not be pushed."""
+    """A message could not be pushed; `parts_done` of its parts had gone out before."""
+
+    parts_done: int = 0
 
 
 class UnreachableError(DeliveryError):
@@ -29,21 +31,26 @@ class Channel(Protocol):
     @property
     def traits(self) -> ChannelTraits: ...
 
-    async def push(self, chat_id: str, reply: Reply) -> None:
-        """Send one message to a chat; raise a DeliveryError when it cannot be sent."""
+    async def push(self, chat_id: str, reply: Reply, *, skip_parts: int = 0) -> None:
+        """Send a message's parts after the first `skip_parts`; raise DeliveryError on failure."""
         ...
 
 
 def split_text(text: str, limit: int) -> list[str]:
-    """Split a text under `limit` characters a part, at paragraph, then line, then word breaks."""
-    if len(text) <= limit:
-        return [text]
+    """Split a text into parts under `limit` characters: at a paragraph break if one is near
+    the end of the window, else a line break, else a space, and only as a last resort mid-word."""
     parts: list[str] = []
     rest = text
     while len(rest) > limit:
-        window = rest[:limit]
-        cut = max(window.rfind("\n\n"), 0) or max(window.rfind("\n"), 0) or window.rfind(" ")
-        if cut <= limit // 4:  # no useful break: cut hard rather than emit slivers
+        window = rest[: limit + 1]
+        cut = 0
+        for separator in ("\n\n", "\n", " "):
+            position = window.rfind(separator)
+            # A break in the first quarter would leave a sliver of a part: look for a finer one.
+            if position > limit // 4:
+                cut = position
+                break
+        if cut == 0:
             cut = limit
         parts.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()

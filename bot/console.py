@@ -45,7 +45,8 @@ class ConsoleChannel:
         self._by_chat = {p.external_id: p for p in personas.values()}
         self._texts = texts
 
-    async def push(self, chat_id: str, reply: Reply) -> None:
+    async def push(self, chat_id: str, reply: Reply, *, skip_parts: int = 0) -> None:
+        # A terminal write does not fail halfway: there are no parts to resume.
         persona = self._by_chat.get(chat_id)
         who = persona.label if persona else chat_id
         self._out.write(self._texts("console.pushed", who=who) + "\n")

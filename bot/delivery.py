@@ -139,6 +139,11 @@ class Deliverer:
                 if outcome.status == OutboxStatus.UNREACHABLE:
                     await accounts.mark_unreachable(session, outcome.account_id)
 
+    async def _renew(self, ids: set[int]) -> None:
+        until = self._clock.now() + self._lease
+        async with self._sessions() as session, session.begin():
+            await outbox.renew(session, list(ids), worker=self.worker, until=until)
+
     async def _remember_menus(self, claimed: list[Claimed]) -> None:
         """On channels without buttons, keep the last numbered menu each person was shown."""
         now = self._clock.now()
@@ -159,23 +164,29 @@ class _Batch:
         self._slots = asyncio.Semaphore(deliverer._concurrency)
         self._outcomes: list[SendResult] = []
         self._sent_with_menu: list[Claimed] = []
+        self._unrecorded: set[int] = set()
 
     async def send_all(self, claimed: list[Claimed]) -> None:
+        self._unrecorded = {message.id for message in claimed}
         flusher = asyncio.create_task(self._flush_periodically())
+        renewer = asyncio.create_task(self._renew_periodically())
         try:
             async with asyncio.TaskGroup() as group:
                 for message in claimed:
                     await self._slots.acquire()
                     group.create_task(self._send(message))
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in (flusher, renewer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._flush()
 
     async def _send(self, message: Claimed) -> None:
         try:
-            await self._channel.push(message.chat_id, Reply.from_dict(message.payload))
+            await self._channel.push(
+                message.chat_id, Reply.from_dict(message.payload), skip_parts=message.parts_done
+            )
         except UnreachableError as error:
             outcome = SendResult(
                 message.id, message.account_id, OutboxStatus.UNREACHABLE, str(error)
@@ -187,7 +198,10 @@ class _Batch:
             else:
                 wait = max(backoff(message.attempts), timedelta(seconds=error.delay))
                 retry_at = self._deliverer._clock.now() + wait
-                outcome = SendResult(message.id, message.account_id, None, reason, retry_at)
+                # Parts already delivered are not sent again on the retry.
+                outcome = SendResult(
+                    message.id, message.account_id, None, reason, retry_at, error.parts_done
+                )
         except Exception as error:  # a bug in rendering must not stop the queue
             log.exception("could not send outbox message %s", message.id)
             outcome = SendResult(
@@ -199,6 +213,14 @@ class _Batch:
                 self._sent_with_menu.append(message)
         self._outcomes.append(outcome)
 
+    async def _renew_periodically(self) -> None:
+        """Keep the batch's claims alive while it is sent, however long 429 pauses make it."""
+        lease = self._deliverer._lease
+        while True:
+            await asyncio.sleep(lease.total_seconds() / 3)
+            if self._unrecorded:
+                await self._deliverer._renew(self._unrecorded)
+
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(_FLUSH_EVERY)
@@ -209,6 +231,7 @@ class _Batch:
         menus, self._sent_with_menu = self._sent_with_menu, []
         if not outcomes:
             return
+        self._unrecorded.difference_update(outcome.id for outcome in outcomes)
         try:
             await self._deliverer._record(self._channel, outcomes)
             if menus:

@@ -157,7 +157,7 @@ async def count(
 
 
 async def queue(session: AsyncSession, broadcast: Broadcast, scope: Unit, now: datetime) -> int:
-    """Write one outbox row per recipient in one statement; return how many."""
+    """Write one outbox row per recipient in one statement; return how many will be tried."""
     audience = Audience.from_dict(broadcast.audience)
     source = recipients(scope, audience, exclude_member_id=broadcast.author_id).subquery()
     # Accounts known to have blocked the bot are recorded as unreachable, not tried again.
@@ -178,11 +178,16 @@ async def queue(session: AsyncSession, broadcast: Broadcast, scope: Unit, now: d
             ),
         )
     )
-    queued = int(getattr(result, "rowcount", 0) or 0)
     broadcast.status = BroadcastStatus.QUEUED
     broadcast.queued_at = now
-    broadcast.recipients = queued
-    return queued
+    broadcast.recipients = int(getattr(result, "rowcount", 0) or 0)
+    pending = await session.scalar(
+        select(func.count()).where(
+            OutboxMessage.broadcast_id == broadcast.id,
+            OutboxMessage.status == OutboxStatus.PENDING,
+        )
+    )
+    return int(pending or 0)
 
 
 async def cancel(session: AsyncSession, broadcast: Broadcast, now: datetime) -> int:

@@ -202,6 +202,8 @@ class OutboxMessage(Base):
         _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.PENDING
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Parts (text pieces, then attachments) already delivered: a retry resumes after them.
+    parts_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     # Not to be sent before this moment: a retry's backoff.
     not_before: Mapped[datetime | None]

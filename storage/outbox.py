@@ -22,6 +22,7 @@ class Claimed:
     chat_id: str
     payload: dict[str, Any]
     attempts: int
+    parts_done: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class SendResult:
     status: OutboxStatus | None  # None: keep it pending and try again after `retry_at`
     error: str | None = None
     retry_at: datetime | None = None
+    parts_done: int = 0
 
 
 def enqueue(
@@ -81,6 +83,7 @@ async def claim(
                 OutboxMessage.broadcast_id,
                 OutboxMessage.payload,
                 OutboxMessage.attempts,
+                OutboxMessage.parts_done,
             )
         )
     ).all()
@@ -112,6 +115,7 @@ async def claim(
             chat_id=chats[row.account_id],
             payload=row.payload if row.payload is not None else shared[row.broadcast_id],
             attempts=row.attempts,
+            parts_done=row.parts_done,
         )
         for row in rows
         if row.account_id in chats
@@ -129,6 +133,7 @@ async def record(session: AsyncSession, outcomes: Iterable[SendResult], now: dat
                 .where(OutboxMessage.id == outcome.id)
                 .values(
                     attempts=OutboxMessage.attempts + 1,
+                    parts_done=outcome.parts_done,
                     last_error=outcome.error,
                     not_before=outcome.retry_at,
                     claimed_by=None,
@@ -150,6 +155,15 @@ async def record(session: AsyncSession, outcomes: Iterable[SendResult], now: dat
                 claimed_until=None,
             )
         )
+
+
+async def renew(session: AsyncSession, ids: Iterable[int], *, worker: str, until: datetime) -> None:
+    """Extend this worker's claims on messages it is still sending."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(list(ids)), OutboxMessage.claimed_by == worker)
+        .values(claimed_until=until)
+    )
 
 
 async def release_claims(session: AsyncSession) -> int:

@@ -7,10 +7,10 @@ import logging
 from collections.abc import Callable, Sequence
 
 from telegram import BotCommand, Update
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
-from bot.channels import RetryLaterError, UnreachableError, split_text
+from bot.channels import DeliveryError, RetryLaterError, UnreachableError, split_text
 from bot.ratelimit import ChannelLimiter
 from bot.telegram.convert import CHANNEL, keyboard, to_incoming
 from bot.telegram.transport import AiohttpRequest
@@ -167,16 +167,34 @@ class TelegramChannel:
         for reply in outcome.replies:
             await self._send(chat_id, reply)
 
-    async def _send(self, chat_id: int | str, reply: Reply, *, pushed: bool = False) -> None:
-        parts = split_text(reply.text, TRAITS.text_limit)
-        for index, part in enumerate(parts):
-            markup = keyboard(reply.choices) if index == len(parts) - 1 else None
-            await self._call(chat_id, pushed, "send_message", text=part, reply_markup=markup)
+    async def _send(
+        self, chat_id: int | str, reply: Reply, *, pushed: bool = False, skip_parts: int = 0
+    ) -> None:
+        """Send the text's parts, then the attachments, each one Bot API call."""
+        texts = split_text(reply.text, TRAITS.text_limit)
+        calls: list[tuple[str, dict[str, object]]] = [
+            (
+                "send_message",
+                {
+                    "text": part,
+                    "reply_markup": keyboard(reply.choices) if i == len(texts) - 1 else None,
+                },
+            )
+            for i, part in enumerate(texts)
+        ]
         for attachment in reply.attachments:
             if attachment.kind == "photo":
-                await self._call(chat_id, pushed, "send_photo", photo=attachment.file_ref)
+                calls.append(("send_photo", {"photo": attachment.file_ref}))
             else:
-                await self._call(chat_id, pushed, "send_document", document=attachment.file_ref)
+                calls.append(("send_document", {"document": attachment.file_ref}))
+        for index, (method, fields) in enumerate(calls):
+            if index < skip_parts:
+                continue
+            try:
+                await self._call(chat_id, pushed, method, **fields)
+            except TelegramError as error:
+                error.parts_done = index  # type: ignore[attr-defined]
+                raise
 
     async def _call(self, chat_id: int | str, pushed: bool, method: str, **fields: object) -> None:
         """Make one Bot API call within the limits, waiting out a 429 a few times."""
@@ -195,20 +213,27 @@ class TelegramChannel:
                 if attempt == _RETRIES_AFTER_429:
                     raise
 
-    async def push(self, chat_id: str, reply: Reply) -> None:
+    async def push(self, chat_id: str, reply: Reply, *, skip_parts: int = 0) -> None:
         """Send a queued message, translating Telegram's errors for the delivery service."""
         try:
-            await self._send(chat_id, reply, pushed=True)
-        except RetryAfter as error:
-            raise RetryLaterError("rate limited", _seconds(error.retry_after)) from error
-        except Forbidden as error:
-            raise UnreachableError(error.message) from error
-        except BadRequest as error:
-            if "chat not found" in error.message.lower():
-                raise UnreachableError(error.message) from error
-            raise RetryLaterError(error.message, 60.0) from error
-        except NetworkError as error:  # includes TimedOut
-            raise RetryLaterError(str(error)) from error
+            await self._send(chat_id, reply, pushed=True, skip_parts=skip_parts)
+        except TelegramError as error:
+            translated = _translate(error)
+            translated.parts_done = getattr(error, "parts_done", skip_parts)
+            raise translated from error
+
+
+def _translate(error: TelegramError) -> DeliveryError:
+    """Say what a Bot API error means for delivery: try later, or this chat is gone."""
+    if isinstance(error, RetryAfter):
+        return RetryLaterError("rate limited", _seconds(error.retry_after))
+    if isinstance(error, Forbidden):
+        return UnreachableError(error.message)
+    if isinstance(error, BadRequest):
+        if "chat not found" in error.message.lower():
+            return UnreachableError(error.message)
+        return RetryLaterError(error.message, 60.0)
+    return RetryLaterError(str(error))  # NetworkError, TimedOut, 5xx
 
 
 def _seconds(delay: object) -> float:

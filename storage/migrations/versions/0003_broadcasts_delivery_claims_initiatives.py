@@ -163,6 +163,9 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("claimed_by", sa.String(length=40), nullable=True))
         batch_op.add_column(
+            sa.Column("parts_done", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch_op.add_column(
             sa.Column("claimed_until", storage.base.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.alter_column("payload", existing_type=JSON_TYPE, nullable=True)
@@ -189,10 +192,22 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.alter_column("channel", existing_type=sa.String(length=16), nullable=False)
+        # A cancelled broadcast leaves its unsent messages cancelled: the CHECK must allow it.
+        batch_op.drop_constraint(batch_op.f("ck_outbox_outbox_status"), type_="check")
+        batch_op.create_check_constraint(
+            "outbox_status", "status IN ('pending', 'sent', 'failed', 'unreachable', 'cancelled')"
+        )
 
 
 def downgrade() -> None:
 
+    op.execute("DELETE FROM outbox WHERE status = 'cancelled' OR broadcast_id IS NOT NULL")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("ck_outbox_outbox_status"), type_="check")
+        batch_op.create_check_constraint(
+            "outbox_status", "status IN ('pending', 'sent', 'failed', 'unreachable')"
+        )
+        batch_op.drop_column("parts_done")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_constraint(
             batch_op.f("fk_outbox_broadcast_id_broadcasts"), type_="foreignkey"
