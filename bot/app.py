@@ -167,6 +167,11 @@ class BotRuntime:
         """Stop everything in the reverse order of starting."""
         self.scheduler.stop()
         await self.deliverer.stop()
+        # First stop taking webhook calls: an update stored after the Application stopped
+        # would wait in its queue forever; stored, it is replayed at the next start instead.
+        if self._web is not None:
+            await self._web.cleanup()
+            self._web = None
         if self.telegram is not None:
             application = self.telegram.application
             if application.updater is not None and application.updater.running:
@@ -174,6 +179,4 @@ class BotRuntime:
             if application.running:
                 await application.stop()
             await application.shutdown()
-        if self._web is not None:
-            await self._web.cleanup()
         await self.engine.dispose()

@@ -119,6 +119,8 @@ class TelegramChannel:
         return len(payloads)
 
     async def _enqueue(self, payload: dict[str, object]) -> None:
+        if not self.application.running:
+            return  # stopping: the stored update is replayed at the next start
         try:
             update = Update.de_json(dict(payload), self.application.bot)
         except Exception:  # a malformed update must not stop the others

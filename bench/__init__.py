@@ -1,0 +1,1 @@
+"""Benchmarks of the running bot; each module is runnable with `python -m bench.<name>`."""
