@@ -330,9 +330,13 @@ async def _report_choice(ctx: Context, scope: Scope) -> None:
         if broadcast.status == BroadcastStatus.CANCELLED:
             ctx.say("broadcast.already_cancelled", number=broadcast.id)
             return
+        was_scheduled = broadcast.status == BroadcastStatus.SCHEDULED
         cancelled = await broadcast_store.cancel(ctx.session, broadcast, ctx.now)
         ctx.leave()
-        ctx.say("broadcast.cancelled", number=broadcast.id, count=cancelled)
+        if was_scheduled:
+            ctx.say("broadcast.cancelled_scheduled", number=broadcast.id)
+        else:
+            ctx.say("broadcast.cancelled", number=broadcast.id, count=cancelled)
         return
     if action == "unreachable":
         rows = await broadcast_store.unreachable(ctx.session, broadcast.id, limit=SHOWN_UNREACHABLE)
