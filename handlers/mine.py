@@ -69,6 +69,23 @@ async def show(ctx: Context) -> None:
                     f"{ACTION_PREFIX}:{PACT_ACTION}:{pact.id}:n",
                 )
             )
+    answered = await commitment_store.pacts_answered(
+        session,
+        scope.member.id,
+        scope.unit.id if is_officer(scope.member) else None,
+        scope.campaign.id,
+    )
+    if answered:
+        lines.append(ctx.t("mine.with_me_title"))
+        lines += [
+            ctx.t(
+                "mine.with_me_line",
+                reference=commitment.reference,
+                proposer=proposer.full_name,
+                state=ctx.t(f"mine.with_me_{pact.status.value}"),
+            )
+            for pact, commitment, proposer in answered
+        ]
     work = await commitment_store.congress_work(session, scope.campaign.id, scope.unit.id)
     if work is not None:
         lines.append(

@@ -78,6 +78,27 @@ async def pacts_awaiting(
     return awaiting
 
 
+async def pacts_answered(
+    session: AsyncSession, member_id: int, unit_id: int | None, campaign_id: int
+) -> Sequence[tuple[Pact, Commitment, Member]]:
+    """Return pacts this member (or, for an officer, their unit) was asked and has answered."""
+    conditions = [Pact.counterpart_member_id == member_id]
+    if unit_id is not None:
+        conditions.append(Pact.counterpart_unit_id == unit_id)
+    statement = (
+        select(Pact, Commitment, Member)
+        .join(Commitment, Commitment.id == Pact.commitment_id)
+        .join(Member, Member.id == Pact.proposer_id)
+        .where(
+            Commitment.campaign_id == campaign_id,
+            Pact.status != PactStatus.PROPOSED,
+            or_(*conditions),
+        )
+        .order_by(Pact.id.desc())
+    )
+    return [(row[0], row[1], row[2]) for row in (await session.execute(statement)).all()]
+
+
 async def congress_work(
     session: AsyncSession, campaign_id: int, unit_id: int
 ) -> CongressWork | None:

@@ -378,3 +378,14 @@ async def test_an_officer_cannot_answer_his_own_proposal(
     forged = await minh.press_data(f"a:pact:{pact.id}:y")
     assert forged[-1].text == DENIED
     assert (await the_pact(sessions)).status == PactStatus.PROPOSED
+
+
+async def test_the_counterpart_sees_the_pact_after_answering(
+    bot: TelegramBot, people: dict[str, int]
+) -> None:
+    prompt = await lan_proposes_to_hung(bot)
+    hung = bot.user(1002, "Hùng")
+    await hung.press("Chấp nhận", prompt)
+    mine = (await hung.send("/cuatoi"))[-1].text
+    assert "Giao ước thi đua với bạn" in mine
+    assert "DK-2023-000001 – Nguyễn Thị Lan: đã chấp nhận" in mine
