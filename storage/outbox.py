@@ -60,22 +60,30 @@ async def claim(
     On PostgreSQL the rows are picked with FOR UPDATE SKIP LOCKED, so processes sharing the
     outbox never claim the same message; a claim whose process died lapses at `until`.
     """
+    claimable = (
+        OutboxMessage.status == OutboxStatus.PENDING,
+        OutboxMessage.channel == channel,
+        or_(OutboxMessage.not_before.is_(None), OutboxMessage.not_before <= now),
+        or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+    )
+    # Lock the due rows once, skipping those another process holds, then claim exactly
+    # those: the UPDATE joins the locked set instead of re-running the selection (which,
+    # waiting on a row another process had just claimed, would claim it a second time).
     due = (
         select(OutboxMessage.id)
-        .where(
-            OutboxMessage.status == OutboxStatus.PENDING,
-            OutboxMessage.channel == channel,
-            or_(OutboxMessage.not_before.is_(None), OutboxMessage.not_before <= now),
-            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-        )
+        .where(*claimable)
         .order_by(OutboxMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("due")
+        # Evaluated once: an inlined CTE could be re-run while the UPDATE waits for a row.
+        .prefix_with("MATERIALIZED")
     )
     rows = (
         await session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(due.scalar_subquery()))
+            # The conditions again, in case a row changed between locking and claiming.
+            .where(OutboxMessage.id == due.c.id, *claimable)
             .values(claimed_by=worker, claimed_until=until)
             .returning(
                 OutboxMessage.id,
