@@ -26,9 +26,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -m "not crash"
+	$(BIN)/pytest
 
-# Kill tests and two processes sharing the outbox; see the `crash` marker in pyproject.toml.
+# Only the kill tests and two processes sharing the outbox.
 test-crash: $(STAMP)
 	$(BIN)/pytest -m crash -s
 

@@ -22,7 +22,7 @@ from bot.logs import redact
 from handlers.types import Reply
 from storage import accounts, outbox
 from storage import conversations as conversation_store
-from storage.clock import Clock
+from storage.clock import Clock, QuietHours
 from storage.engine import SessionFactory
 from storage.models import OutboxStatus
 from storage.outbox import Claimed, SendResult
@@ -56,6 +56,7 @@ class Deliverer:
         lease: timedelta = timedelta(seconds=60),
         idle_poll: float = 2.0,
         single_process: bool = False,
+        quiet: QuietHours | None = None,
     ) -> None:
         self._sessions = sessions
         self._channels = channels
@@ -64,6 +65,7 @@ class Deliverer:
         self._lease = lease
         self._idle_poll = idle_poll
         self._single_process = single_process
+        self._quiet = quiet
         self.worker = worker_name()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -116,6 +118,8 @@ class Deliverer:
 
     async def _send_batch(self, name: str, channel: Channel) -> int:
         now = self._clock.now()
+        if self._quiet is not None and self._quiet.contains(now):
+            return 0  # nobody is woken at night: the queue waits for the morning
         async with self._sessions() as session, session.begin():
             claimed = await outbox.claim(
                 session,
@@ -168,7 +172,8 @@ class _Batch:
 
     async def send_all(self, claimed: list[Claimed]) -> None:
         self._unrecorded = {message.id for message in claimed}
-        flusher = asyncio.create_task(self._flush_periodically())
+        sending_done = asyncio.Event()
+        flusher = asyncio.create_task(self._flush_periodically(sending_done))
         renewer = asyncio.create_task(self._renew_periodically())
         try:
             async with asyncio.TaskGroup() as group:
@@ -176,11 +181,13 @@ class _Batch:
                     await self._slots.acquire()
                     group.create_task(self._send(message))
         finally:
-            for task in (flusher, renewer):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await self._flush()
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            # The flusher is never cancelled: cancelling it inside a write would roll the
+            # outcomes back, and the messages would go out again once their claims lapsed.
+            sending_done.set()
+            await flusher
 
     async def _send(self, message: Claimed) -> None:
         try:
@@ -219,23 +226,49 @@ class _Batch:
         while True:
             await asyncio.sleep(lease.total_seconds() / 3)
             if self._unrecorded:
-                await self._deliverer._renew(self._unrecorded)
+                try:
+                    await self._deliverer._renew(self._unrecorded)
+                except Exception:
+                    log.exception("could not renew delivery claims")
 
-    async def _flush_periodically(self) -> None:
+    async def _flush_periodically(self, sending_done: asyncio.Event) -> None:
+        """Record outcomes every few milliseconds, and everything left once sending is done."""
+        failures = 0
         while True:
-            await asyncio.sleep(_FLUSH_EVERY)
-            await self._flush()
+            finished = sending_done.is_set()
+            try:
+                await self._flush()
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("could not record delivery outcomes (attempt %s)", failures)
+                # While sending goes on, keep trying: the slots stay taken, so nothing more is
+                # sent that could not be recorded. Once it is over, give up after a few tries;
+                # the claims lapse and the messages go out again: a duplicate, never a loss.
+                if finished and failures >= MAX_ATTEMPTS:
+                    return
+            if finished and not self._outcomes:
+                return
+            if failures:
+                await asyncio.sleep(_FLUSH_EVERY * 20)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sending_done.wait(), _FLUSH_EVERY)
 
     async def _flush(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
         menus, self._sent_with_menu = self._sent_with_menu, []
         if not outcomes:
             return
-        self._unrecorded.difference_update(outcome.id for outcome in outcomes)
         try:
             await self._deliverer._record(self._channel, outcomes)
-            if menus:
-                await self._deliverer._remember_menus(menus)
-        finally:
-            for _ in outcomes:
-                self._slots.release()
+        except BaseException:
+            # Keep them for the next flush; their slots stay taken until they are written.
+            self._outcomes[:0] = outcomes
+            self._sent_with_menu[:0] = menus
+            raise
+        self._unrecorded.difference_update(outcome.id for outcome in outcomes)
+        for _ in outcomes:
+            self._slots.release()
+        if menus:
+            await self._deliverer._remember_menus(menus)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from datetime import time as time_of_day
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 
 class Clock(Protocol):
@@ -55,6 +58,44 @@ class ShiftedClock:
 
     def advance(self, delta: timedelta) -> None:
         self._offset += delta
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """A nightly window, in local time, in which the bot pushes nothing."""
+
+    start: time_of_day
+    end: time_of_day
+    zone: ZoneInfo
+
+    @classmethod
+    def parse(cls, text: str, zone: ZoneInfo) -> QuietHours | None:
+        """Read "21:00-07:00"; an empty text means no quiet hours."""
+        text = text.strip()
+        if not text:
+            return None
+        start, sep, end = text.partition("-")
+        if not sep:
+            raise ValueError("expected HH:MM-HH:MM")
+        return cls(
+            time_of_day.fromisoformat(start.strip()), time_of_day.fromisoformat(end.strip()), zone
+        )
+
+    def contains(self, moment: datetime) -> bool:
+        local = moment.astimezone(self.zone).time()
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end  # the window spans midnight
+
+    def resumes_at(self, moment: datetime) -> datetime:
+        """Return when pushing may resume: `moment` itself when it is outside the window."""
+        if not self.contains(moment):
+            return moment
+        local = moment.astimezone(self.zone)
+        resume = datetime.combine(local.date(), self.end, tzinfo=self.zone)
+        if resume <= local:
+            resume = datetime.combine(local.date() + timedelta(days=1), self.end, tzinfo=self.zone)
+        return resume.astimezone(UTC)
 
 
 def _require_aware(moment: datetime) -> datetime:
