@@ -25,7 +25,7 @@ from handlers.context import CoreConfig, Services
 from handlers.dispatcher import Dispatcher
 from handlers.i18n import Catalogue
 from handlers.routing import build_routes
-from scheduler.service import Scheduler
+from scheduler.service import ScheduleConfig, Scheduler
 from storage import app_state
 from storage.clock import Clock, SystemClock
 from storage.engine import create_engine, create_session_factory, is_sqlite
@@ -63,6 +63,7 @@ class BotRuntime:
             lease=timedelta(seconds=settings.delivery_lease_seconds),
             # With SQLite there is one process: claims it left when it died can be taken back.
             single_process=is_sqlite(settings.database_url),
+            quiet=settings.quiet,
         )
         self.services = Services(
             sessions=self.sessions,
@@ -73,13 +74,24 @@ class BotRuntime:
                 consent_version=settings.consent_version,
                 invite_default_uses=settings.invite_default_uses,
                 invite_default_days=settings.invite_default_days,
+                run_time=settings.run_time,
+                quiet=settings.quiet,
             ),
             channels=CHANNEL_TRAITS,
             invite_links=TelegramInviteLinks(lambda: self.identity.telegram_username),
         )
         self.dispatcher = Dispatcher(self.services, self.routes)
         self.scheduler = Scheduler(
-            self.sessions, self.clock, self.texts, settings.zone, self.deliverer.wake
+            self.sessions,
+            self.engine,
+            self.clock,
+            self.texts,
+            ScheduleConfig(
+                zone=settings.zone,
+                run_time=settings.run_time,
+                grace=timedelta(hours=settings.schedule_grace_hours),
+            ),
+            self.deliverer.wake,
         )
         self.telegram: TelegramChannel | None = None
         self._web: web.AppRunner | None = None
@@ -100,8 +112,11 @@ class BotRuntime:
     def add_channel(self, channel: Channel) -> None:
         self.channels[channel.traits.name] = channel
 
-    async def start(self, *, serve_http: bool = True) -> None:
-        """Start the messengers, the web server and the delivery service."""
+    async def start(self, *, serve_http: bool = True, schedule: bool = True) -> None:
+        """Start the messengers, the web server, the delivery service and the scheduler.
+
+        Tests that move a manual clock pass `schedule=False` and call `scheduler.tick()`.
+        """
         await self.prepare()
         token = self.settings.telegram_bot_token
         if token is not None:
@@ -130,7 +145,8 @@ class BotRuntime:
         if self.telegram is not None:
             await self._start_telegram(self.telegram)
         self.deliverer.start()
-        self.scheduler.start()
+        if schedule:
+            self.scheduler.start()
 
     async def _start_web(self) -> None:
         app = build_web_app()
@@ -165,7 +181,7 @@ class BotRuntime:
 
     async def stop(self) -> None:
         """Stop everything in the reverse order of starting."""
-        self.scheduler.stop()
+        await self.scheduler.stop()
         await self.deliverer.stop()
         # First stop taking webhook calls: an update stored after the Application stopped
         # would wait in its queue forever; stored, it is replayed at the next start instead.

@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from telegram.error import TelegramError
 from bot import logs
 from bot.app import BotRuntime
 from bot.settings import Settings, SettingsError, load_settings
+from handlers import schedule_view
 from handlers.i18n import Catalogue
-from storage import app_state, invitations, units
+from storage import app_state, invitations, schedule, units
 from storage.campaign_file import (
     MAX_YEAR,
     MIN_YEAR,
@@ -34,6 +36,7 @@ from storage.importers.campaigns import import_campaign
 from storage.importers.units import ImportProblem, UnitImportError, import_units
 from storage.migrate import current_revision, upgrade
 from storage.models import Role
+from storage.schedule import PlanConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     campaign_new.add_argument("--from", dest="source", type=Path, required=True)
     campaign_new.add_argument("--year", type=int, required=True)
     campaign_new.add_argument("--out", type=Path, default=None, help="default: standard output")
+    schedule_parser = commands.add_parser("schedule", help="what the bot sends on its own")
+    schedule_commands = schedule_parser.add_subparsers(
+        dest="schedule_command", metavar="ACTION", required=True
+    )
+    schedule_list = schedule_commands.add_parser("list", help="the coming runs, local time")
+    schedule_list.add_argument("--days", type=int, default=30, help="how far ahead (default 30)")
+    schedule_list.add_argument(
+        "--from",
+        dest="start",
+        type=date.fromisoformat,
+        default=None,
+        help="list as if it were this day, YYYY-MM-DD (default: now)",
+    )
     invite = commands.add_parser("invite", help="create an invitation code for a unit")
     invite.add_argument("unit_code")
     invite.add_argument("--role", choices=[Role.MEMBER.value, Role.OFFICER.value], default="member")
@@ -92,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "units": lambda: _units_import(settings, texts, args.file),
         "campaign": lambda: _campaign(settings, texts, args),
         "invite": lambda: _invite(settings, texts, args),
+        "schedule": lambda: _schedule_list(settings, texts, args.days, args.start),
     }
     try:
         return asyncio.run(actions[command]())
@@ -291,6 +308,41 @@ def describe_note(texts: Catalogue, note: TemplateNote) -> str:
     """Say in Vietnamese what to check in a file made by `thidua campaign new`."""
     text = texts(f"campaign_file.note.{note.kind}", **note.fields)
     return texts("campaign_file.cli.note_line", path=note.path, text=text)
+
+
+async def _schedule_list(
+    settings: Settings, texts: Catalogue, days: int, start: date | None
+) -> int:
+    if not 1 <= days <= 366:
+        print(texts("cli.schedule_bad_days"), file=sys.stderr)
+        return EXIT_USAGE
+    engine = create_engine(settings.database_url)
+    sessions = create_session_factory(engine)
+    config = PlanConfig(zone=settings.zone, run_time=settings.run_time)
+    try:
+        await upgrade(engine)
+        async with sessions() as session:
+            now = SystemClock().now()
+            if start is not None:
+                now = datetime.combine(start, time(0, 0), tzinfo=settings.zone)
+            coming = await schedule.coming(session, config, now, days)
+            print(texts("cli.schedule_title", days=days, count=len(coming)))
+            for run in coming:
+                scope = await schedule.scope_of(session, run)
+                size = await schedule.audience_size(session, run, scope) if scope else 0
+                moment = schedule_view.when(run, config, settings.quiet)
+                print(
+                    texts(
+                        "cli.schedule_line",
+                        when=moment.strftime("%d/%m/%Y %H:%M"),
+                        what=schedule_view.describe(texts, run),
+                        audience=size,
+                        key=run.key,
+                    )
+                )
+    finally:
+        await engine.dispose()
+    return EXIT_OK
 
 
 async def _invite(settings: Settings, texts: Catalogue, args: argparse.Namespace) -> int:

@@ -25,8 +25,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 SAMPLE_UNITS = PROJECT / "data" / "sample-units.csv"
 PLAN_2023 = PROJECT / "campaigns" / "ninh-thuan-2023.yaml"
 DEMO_DATABASE = Path("data") / "demo.db"
-# The demo lives on 01/03/2023 08:00 in Hanoi: two weeks before the plan's registration deadline.
-DEMO_START = datetime(2023, 3, 1, 1, 0, tzinfo=UTC)
+# The demo lives on Sunday 05/03/2023 09:00 in Hanoi, ten days before the plan's registration
+# deadline: `:clock +3d` passes Monday's digest and the first reminder, a week ahead.
+DEMO_START = datetime(2023, 3, 5, 2, 0, tzinfo=UTC)
 _STEP = re.compile(r"^\+(\d{1,4})\s*([dhm])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
@@ -119,7 +120,15 @@ async def run_demo(
                 step = _STEP.match(argument.replace(" ", ""))
                 if step is None:
                     return runtime.texts("console.clock_usage")
-                demo_clock.advance(timedelta(**{_UNITS[step.group(2)]: int(step.group(1))}))
+                target = demo_clock.now() + timedelta(**{_UNITS[step.group(2)]: int(step.group(1))})
+                # Time passes with the bot running: every run on the way fires at its moment.
+                while (
+                    moment := await runtime.scheduler.next_run(demo_clock.now(), target)
+                ) is not None:
+                    demo_clock.advance(moment - demo_clock.now())
+                    await runtime.scheduler.tick()
+                    await runtime.deliverer.drain()
+                demo_clock.advance(target - demo_clock.now())
                 await runtime.scheduler.tick()
                 await runtime.deliverer.drain()
             now = demo_clock.now().astimezone(runtime.settings.zone)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import time
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.clock import QuietHours
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
@@ -39,6 +42,9 @@ class Settings(BaseSettings):
     telegram_rate_limit: int = Field(default=30, ge=1, le=1000)
     delivery_concurrency: int = Field(default=64, ge=1, le=1000)
     delivery_lease_seconds: int = Field(default=60, ge=1, le=3600)
+    quiet_hours: str = "21:00-07:00"
+    schedule_time: str = "08:00"
+    schedule_grace_hours: int = Field(default=6, ge=0, le=72)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -53,6 +59,24 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_window(cls, value: str) -> str:
+        try:
+            QuietHours.parse(value, ZoneInfo("UTC"))
+        except ValueError:
+            raise ValueError("must be HH:MM-HH:MM, such as 21:00-07:00, or empty") from None
+        return value.strip()
+
+    @field_validator("schedule_time")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        try:
+            time.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError("must be a time of day, HH:MM") from None
+        return value.strip()
 
     @field_validator("database_url")
     @classmethod
@@ -86,6 +110,14 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def quiet(self) -> QuietHours | None:
+        return QuietHours.parse(self.quiet_hours, self.zone)
+
+    @property
+    def run_time(self) -> time:
+        return time.fromisoformat(self.schedule_time)
 
 
 def load_settings(**overrides: object) -> Settings:

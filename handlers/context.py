@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -14,7 +14,7 @@ from handlers.i18n import Catalogue
 from handlers.types import ChannelTraits, Choice, Incoming, Outcome, Reply
 from storage import accounts, outbox
 from storage import conversations as conversation_store
-from storage.clock import Clock
+from storage.clock import Clock, QuietHours
 from storage.engine import SessionFactory
 from storage.models import ChannelAccount, Conversation, Member, MemberStatus
 
@@ -38,6 +38,8 @@ class CoreConfig:
     consent_version: str = "1"
     invite_default_uses: int = 50
     invite_default_days: int = 14
+    run_time: time = time(8, 0)  # of reminders, phase runs and digests
+    quiet: QuietHours | None = None
 
 
 @dataclass(frozen=True, slots=True)

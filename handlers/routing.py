@@ -16,6 +16,7 @@ from handlers import (
     oversight,
     pacts,
     profile,
+    schedule_view,
 )
 from handlers import help as help_
 from handlers.context import Context
@@ -66,6 +67,8 @@ def build_routes() -> Routes:
         "moi": Command(invite.start, menu_key="menu.invite"),
         "thongbao": Command(broadcast.start, menu_key="menu.broadcast"),
         "broadcast": Command(broadcast.start),
+        "lichgui": Command(schedule_view.show, keeps_flow=True, menu_key="menu.schedule"),
+        "schedule": Command(schedule_view.show, keeps_flow=True),
     }
     flows = {
         join.FLOW: join.resume,

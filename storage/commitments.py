@@ -118,6 +118,23 @@ def _registered_individually(campaign_id: int) -> Exists:
     )
 
 
+async def registered_among(
+    session: AsyncSession, campaign_id: int, member_ids: Sequence[int]
+) -> set[int]:
+    """Return which of `member_ids` hold a registered individual commitment."""
+    if not member_ids:
+        return set()
+    rows = await session.scalars(
+        select(Commitment.author_id).where(
+            Commitment.author_id.in_(list(member_ids)),
+            Commitment.campaign_id == campaign_id,
+            Commitment.kind == CommitmentKind.INDIVIDUAL,
+            Commitment.status == CommitmentStatus.REGISTERED,
+        )
+    )
+    return set(rows.all())
+
+
 async def member_counts(session: AsyncSession, root: Unit, campaign_id: int) -> tuple[int, int]:
     """Return (active members, members with a registered commitment) at or under `root`."""
     base = (

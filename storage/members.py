@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Member, MemberStatus, Role, Unit
 from storage.text import clean_line, fold
+from storage.units import in_subtree
 
 
 def new_member(
@@ -67,3 +68,18 @@ async def nearest_officers(session: AsyncSession, unit: Unit) -> Sequence[Member
         return []
     deepest = rows[0][1]
     return [member for member, depth in rows if depth == deepest]
+
+
+async def officers_under(session: AsyncSession, root: Unit) -> Sequence[tuple[Member, Unit]]:
+    """Return the active officers at or under `root`, with their units."""
+    statement = (
+        select(Member, Unit)
+        .join(Unit, Unit.id == Member.unit_id)
+        .where(
+            in_subtree(root.path),
+            Member.role.in_((Role.OFFICER, Role.ADMIN)),
+            Member.status == MemberStatus.ACTIVE,
+        )
+        .order_by(Unit.path, Member.id)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(statement)).all()]

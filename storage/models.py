@@ -232,14 +232,16 @@ class BroadcastStatus(enum.StrEnum):
 
 
 class Broadcast(Base):
-    """An officer's announcement to an audience within their subtree."""
+    """An announcement to an audience within a subtree: an officer's, or the scheduler's."""
 
     __tablename__ = "broadcasts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    author_id: Mapped[int] = mapped_column(
+    # None for the bot's own announcements (milestones, reminders), which `origin` names.
+    author_id: Mapped[int | None] = mapped_column(
         ForeignKey("members.id", ondelete="RESTRICT"), index=True
     )
+    origin: Mapped[str | None] = mapped_column(String(200))
     # The author's unit when composing: the audience never reaches beyond it.
     scope_unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"))
     payload: Mapped[dict[str, Any]]
@@ -556,3 +558,24 @@ class CongressWorkUpdate(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     photo: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
+
+
+class RunStatus(enum.StrEnum):
+    DONE = "done"
+    SKIPPED = "skipped"
+
+
+class ScheduleRun(Base):
+    """A scheduled run that happened or was skipped; its key makes every run happen once."""
+
+    __tablename__ = "schedule_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # For example "deadline:12:T-3@2023-03-15": what, and for which date.
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus, "run_status"))
+    due_at: Mapped[datetime]
+    ran_at: Mapped[datetime]
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str] = mapped_column(Text, default="")

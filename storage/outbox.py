@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Broadcast, ChannelAccount, OutboxMessage, OutboxStatus
@@ -185,6 +185,21 @@ async def release_claims(session: AsyncSession) -> int:
             )
         )
         .values(claimed_by=None, claimed_until=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def withdraw(session: AsyncSession, broadcast_id: int, account_ids: Iterable[int]) -> int:
+    """Take some accounts' still unsent messages of a broadcast back out of the queue."""
+    ids = list(account_ids)
+    if not ids:
+        return 0
+    result = await session.execute(
+        delete(OutboxMessage).where(
+            OutboxMessage.broadcast_id == broadcast_id,
+            OutboxMessage.account_id.in_(ids),
+            OutboxMessage.status == OutboxStatus.PENDING,
+        )
     )
     return int(getattr(result, "rowcount", 0) or 0)
 

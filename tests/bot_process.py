@@ -11,17 +11,20 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, String, cast, insert, literal, select, true
+from sqlalchemy import BigInteger, String, cast, func, insert, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.types import Reply
 from storage import broadcasts
+from storage.engine import create_engine, create_session_factory
 from storage.models import (
     Broadcast,
     BroadcastStatus,
     ChannelAccount,
     Member,
     MemberStatus,
+    OutboxMessage,
+    OutboxStatus,
     Role,
     Unit,
 )
@@ -252,3 +255,16 @@ async def queue_broadcast(
     await session.flush()
     queued = await broadcasts.queue(session, broadcast, scope, now)
     return broadcast, queued
+
+
+async def outbox_counts(database_url: str) -> dict[str, int]:
+    """Count the outbox rows by status, from outside the bot processes."""
+    engine = create_engine(database_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            rows = await session.execute(
+                select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+            )
+            return {OutboxStatus(status).value: int(n) for status, n in rows.all()}
+    finally:
+        await engine.dispose()

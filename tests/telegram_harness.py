@@ -128,7 +128,8 @@ async def running_bot(
     await api.start()
     runtime = BotRuntime(bot_settings(database_url, api, webhook=webhook), clock)
     try:
-        await runtime.start()
+        # The tests move the clock and tick the scheduler themselves.
+        await runtime.start(schedule=False)
         assert runtime.telegram is not None
         async with aiohttp.ClientSession() as http:
             harness = TelegramBot(api, runtime, http)

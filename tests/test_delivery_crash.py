@@ -19,14 +19,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from telegram import Bot
 from telegram.error import Forbidden, RetryAfter
 
 from handlers.types import Attachment, Reply
 from storage.engine import create_engine, create_session_factory, is_sqlite
-from storage.models import ChannelAccount, Member, OutboxMessage, OutboxStatus, UnitKind
-from tests.bot_process import BotProcess, add_recipients, bot_env, queue_broadcast
+from storage.models import ChannelAccount, Member, UnitKind
+from tests.bot_process import BotProcess, add_recipients, bot_env, outbox_counts, queue_broadcast
 from tests.builders import add_member, add_unit
 from tests.fakes.telegram_api import FakeLimits, FakeTelegramAPI
 from tests.telegram_harness import SECRET, TOKEN, TelegramBot
@@ -228,18 +228,6 @@ async def _queue_big_broadcast(database_url: str, count: int) -> set[int]:
         await engine.dispose()
 
 
-async def _outbox_counts(database_url: str) -> dict[str, int]:
-    engine = create_engine(database_url)
-    try:
-        async with create_session_factory(engine)() as session:
-            rows = await session.execute(
-                select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
-            )
-            return {OutboxStatus(status).value: int(n) for status, n in rows.all()}
-    finally:
-        await engine.dispose()
-
-
 async def _until(
     condition: Callable[[], bool], within: float, bots: list[BotProcess], what: str
 ) -> None:
@@ -258,7 +246,7 @@ async def _until_recorded(database_url: str, within: float) -> dict[str, int]:
     """Wait until no outbox row is pending; return the counts by status."""
     deadline = time.monotonic() + within
     while True:
-        counts = await _outbox_counts(database_url)
+        counts = await outbox_counts(database_url)
         if not counts.get("pending") or time.monotonic() > deadline:
             return counts
         await asyncio.sleep(0.5)

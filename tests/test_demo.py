@@ -17,6 +17,7 @@ SCRIPT = """\
 /toi
 /lich
 :clock
+:clock +3d
 /dangky
 1
 Tôi cam kết có ít nhất 2 sáng kiến cải tiến trong năm
@@ -45,11 +46,18 @@ async def test_a_scripted_demo_session_joins_and_gets_approved(tmp_path: Path) -
     transcript = out.getvalue()
 
     assert "Nguyễn Thị Lan" in transcript  # the demo member's /toi
-    # The demo lives on 01/03/2023 08:00, two weeks before the plan's deadline.
-    assert "Đợt I (01/02/2023 – 30/06/2023), còn 121 ngày" in transcript
-    assert "15/03/2023 – Đăng ký thi đua, giao ước thi đua năm 2023 (còn 14 ngày)" in transcript
+    # The demo lives on 05/03/2023 09:00, ten days before the plan's deadline.
+    assert "Đợt I (01/02/2023 – 30/06/2023), còn 117 ngày" in transcript
+    assert "15/03/2023 – Đăng ký thi đua, giao ước thi đua năm 2023 (còn 10 ngày)" in transcript
     assert "Báo cáo sơ kết" not in transcript  # an officers' deadline, not a member's
-    assert "Giờ của bản chạy thử: 01/03/2023 08:00" in transcript
+    assert "Giờ của bản chạy thử: 05/03/2023 09:00" in transcript
+    # Three days on, Monday's digest has reached the officer and the first reminder Lan.
+    assert "Giờ của bản chạy thử: 08/03/2023 09:00" in transcript
+    assert "📊 Tiến độ thi đua tuần qua – Công đoàn các Khu công nghiệp" in transcript
+    assert (
+        "⏰ Nhắc hạn: Đăng ký thi đua, giao ước thi đua năm 2023 – hạn chót 15/03/2023, "
+        "còn 7 ngày." in transcript
+    )
     assert "Đã ghi nhận đăng ký thi đua DK-2023-000001" in transcript
     assert "1. Công đoàn cơ sở Công ty TNHH May Ninh Thuận (CDCS-MAYNT)" in transcript
     assert "Tin nhắn gửi tới Trần Văn Minh" in transcript  # the officer's approval prompt

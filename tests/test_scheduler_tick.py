@@ -6,9 +6,10 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handlers.i18n import Catalogue
-from scheduler.service import Scheduler
+from scheduler.service import ScheduleConfig, Scheduler
 from storage import inbox
 from storage.clock import ManualClock
 from storage.engine import SessionFactory
@@ -16,7 +17,7 @@ from storage.models import InboundUpdate
 
 
 async def test_tick_forgets_updates_handled_over_a_week_ago(
-    sessions: SessionFactory, clock: ManualClock
+    sessions: SessionFactory, engine: AsyncEngine, clock: ManualClock
 ) -> None:
     async with sessions() as session, session.begin():
         await inbox.store(
@@ -44,7 +45,12 @@ async def test_tick_forgets_updates_handled_over_a_week_ago(
 
     woken: list[bool] = []
     scheduler = Scheduler(
-        sessions, clock, Catalogue.load(), ZoneInfo("Asia/Ho_Chi_Minh"), lambda: woken.append(True)
+        sessions,
+        engine,
+        clock,
+        Catalogue.load(),
+        ScheduleConfig(zone=ZoneInfo("Asia/Ho_Chi_Minh")),
+        lambda: woken.append(True),
     )
     await scheduler.tick()
 

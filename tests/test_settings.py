@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,35 @@ def test_values_come_from_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.Monk
 def test_a_bad_value_names_its_variable() -> None:
     with pytest.raises(SettingsError, match=r"^HTTP_PORT: "):
         load_settings(_env_file=None, http_port=70000)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"quiet_hours": "21h-7h"}, "QUIET_HOURS"),
+        ({"quiet_hours": "21:00"}, "QUIET_HOURS"),
+        ({"schedule_time": "8 giờ"}, "SCHEDULE_TIME"),
+        ({"schedule_grace_hours": -1}, "SCHEDULE_GRACE_HOURS"),
+    ],
+)
+def test_bad_schedule_settings_name_their_variable(
+    overrides: dict[str, object], variable: str
+) -> None:
+    with pytest.raises(SettingsError, match=rf"^{variable}: "):
+        load_settings(_env_file=None, **overrides)
+
+
+def test_quiet_hours_span_midnight_and_can_be_turned_off() -> None:
+    settings = load_settings(_env_file=None)
+    quiet = settings.quiet
+    assert quiet is not None
+    hanoi = settings.zone
+    evening = datetime(2023, 3, 1, 21, 0, tzinfo=hanoi)
+    assert quiet.contains(evening)
+    assert not quiet.contains(evening - timedelta(minutes=1))
+    assert quiet.resumes_at(evening) == datetime(2023, 3, 2, 7, 0, tzinfo=hanoi)
+    assert quiet.resumes_at(datetime(2023, 3, 2, 6, 59, tzinfo=hanoi)).astimezone(hanoi).hour == 7
+    assert load_settings(_env_file=None, quiet_hours="").quiet is None
 
 
 def test_tokens_never_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:
