@@ -9,6 +9,7 @@ from handlers.permissions import is_officer
 from handlers.scope import Scope, member_scope
 from handlers.types import Choice
 from storage import commitments as commitment_store
+from storage import initiatives as initiative_store
 from storage.models import (
     Commitment,
     CommitmentStatus,
@@ -96,9 +97,37 @@ async def show(ctx: Context) -> None:
                 percent=work.progress_percent,
             )
         )
+    lines += await _initiative_lines(ctx, scope)
     if choices:
         lines.append(ctx.t("mine.pick_hint"))
     ctx.reply("\n".join(lines), choices)
+
+
+async def _initiative_lines(ctx: Context, scope: Scope) -> list[str]:
+    """Say where each of my initiatives stands, with the reviewer's notes."""
+    session, campaign_id, author_id = ctx.session, scope.campaign.id, scope.member.id
+    mine = await initiative_store.of_author(session, campaign_id, author_id)
+    draft = await initiative_store.draft_of(session, campaign_id, author_id)
+    if not mine and draft is None:
+        return []
+    lines = [ctx.t("initiative.mine.title")]
+    lines += [
+        ctx.t(
+            "initiative.mine.line",
+            reference=initiative.reference or "",
+            title=initiative.title,
+            status=ctx.t(f"initiative.status.{initiative.status.value}"),
+            note=ctx.t("initiative.mine.note", note=initiative.review_note)
+            if initiative.review_note
+            else "",
+        )
+        for initiative in mine
+    ]
+    if draft is not None:
+        lines.append(
+            ctx.t("initiative.mine.draft", title=draft.title or ctx.t("initiative.untitled"))
+        )
+    return lines
 
 
 def _commitment_line(ctx: Context, commitment: Commitment, movement: Movement | None) -> str:

@@ -17,6 +17,7 @@ class Action(enum.StrEnum):
     REGISTER_CONGRESS_WORK = "register_congress_work"
     VIEW_UNIT_PROGRESS = "view_unit_progress"
     BROADCAST = "broadcast"
+    REVIEW_INITIATIVE = "review_initiative"
 
 
 _OFFICER_ROLES = frozenset({Role.OFFICER, Role.ADMIN})

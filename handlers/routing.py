@@ -10,12 +10,14 @@ from handlers import (
     calendar,
     commitments,
     congress,
+    initiatives,
     invite,
     join,
     mine,
     oversight,
     pacts,
     profile,
+    review,
     schedule_view,
 )
 from handlers import help as help_
@@ -67,6 +69,10 @@ def build_routes() -> Routes:
         "moi": Command(invite.start, menu_key="menu.invite"),
         "thongbao": Command(broadcast.start, menu_key="menu.broadcast"),
         "broadcast": Command(broadcast.start),
+        "sangkien": Command(initiatives.start, menu_key="menu.initiative"),
+        "initiative": Command(initiatives.start),
+        "duyet": Command(review.start, menu_key="menu.review"),
+        "review": Command(review.start),
         "lichgui": Command(schedule_view.show, keeps_flow=True, menu_key="menu.schedule"),
         "schedule": Command(schedule_view.show, keeps_flow=True),
     }
@@ -78,6 +84,8 @@ def build_routes() -> Routes:
         congress.FLOW: congress.resume,
         oversight.FLOW: oversight.resume,
         broadcast.FLOW: broadcast.resume,
+        initiatives.FLOW: initiatives.resume,
+        review.FLOW: review.resume,
     }
     actions = {
         join.DECIDE_ACTION: join.decide,

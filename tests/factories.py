@@ -60,3 +60,42 @@ def callback_update(
             },
         },
     }
+
+
+def photo_update(
+    user: TgUser, file_id: str, *, caption: str = "", size: int = 183_000
+) -> dict[str, Any]:
+    """Build an update carrying a photo, in the sizes Telegram sends (largest last)."""
+    update = message_update(user, "")
+    message = update["message"]
+    del message["text"]
+    if caption:
+        message["caption"] = caption
+    message["photo"] = [
+        {"file_id": f"{file_id}-small", "file_unique_id": "u-small", "width": 90, "height": 67},
+        {
+            "file_id": file_id,
+            "file_unique_id": f"u-{file_id}",
+            "width": 1280,
+            "height": 960,
+            "file_size": size,
+        },
+    ]
+    return update
+
+
+def document_update(
+    user: TgUser, file_id: str, name: str, mime_type: str, *, size: int = 250_000
+) -> dict[str, Any]:
+    """Build an update carrying a document (a file sent as a file)."""
+    update = message_update(user, "")
+    message = update["message"]
+    del message["text"]
+    message["document"] = {
+        "file_id": file_id,
+        "file_unique_id": f"u-{file_id}",
+        "file_name": name,
+        "mime_type": mime_type,
+        "file_size": size,
+    }
+    return update

@@ -96,6 +96,12 @@ class TelegramUser:
         await self.bot.deliver(message_update(self.tg, text))
         return self.inbox[before:]
 
+    async def send_update(self, update: dict[str, Any]) -> list[SentMessage]:
+        """Send a prepared update (a photo, a document) and return the bot's answers to it."""
+        before = len(self.inbox)
+        await self.bot.deliver(update)
+        return self.inbox[before:]
+
     async def press(self, label_part: str, message: SentMessage | None = None) -> list[SentMessage]:
         """Press the button whose label contains `label_part` on a message (the last by default)."""
         message = message or self.last_with_buttons()
