@@ -18,7 +18,12 @@ How it runs (`python -m bench.webhook`, `--quick` for a short smoke run):
   completed replies per second after the first `--warmup` share of them.
 * PostgreSQL runs in a scratch database created on the server at `BENCH_POSTGRES_URL` (default
   postgresql://postgres@127.0.0.1:5432/test) and dropped afterwards; SQLite in a temporary file.
-  Both are migrated with `storage.migrate.upgrade`.
+  Both are migrated with `storage.migrate.upgrade`. With pinning, the PostgreSQL backends serving
+  the scratch database are pinned to the load generator's CPUs as they appear: the layout is the
+  bot on one core, its database (and the load) on the other. Left alone, the scheduler wakes a
+  backend on the CPU of the process that queried it, the bot's, which then waits for it.
+* Both server children run as `thidua run` does (`bot.serving`): on uvloop where installed, with
+  the garbage collector tuned once started.
 
 The figures go to stdout and, for full runs, into the "Webhook throughput" section of
 docs/BENCHMARKS.md. Every child process is stopped and every scratch database dropped on exit.
@@ -56,6 +61,7 @@ import asyncpg
 from aiohttp import web
 from sqlalchemy.engine import URL, make_url
 
+from bot import serving
 from bot.settings import Settings, load_settings
 from bot.web import TELEGRAM_SECRET_HEADER, TELEGRAM_WEBHOOK_PATH
 
@@ -98,6 +104,8 @@ async def _serve(mode: str, api_url: str, profile: Path | None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     server = await (_start_bot(api_url) if mode == "bot" else _start_echo(api_url))
+    # As `thidua run` does once started; the echo bot gets the same, for a like comparison.
+    serving.tune_gc()
     profiler = cProfile.Profile() if profile else None
     print(json.dumps({"port": server.port, **_client_setup(server.application)}), flush=True)
     if profiler is not None:
@@ -285,14 +293,34 @@ def _process_seconds(pid: int | str) -> tuple[str, float]:
     return name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_mark(pid: int, database: str | None) -> _CpuMark:
-    """Read the CPU time counters now; PostgreSQL's are its backends serving `database`."""
-    own = os.times()
-    postgres: dict[str, float] = {}
+def _postgres_backends(database: str | None) -> dict[str, float]:
+    """Return the PostgreSQL backends serving `database`: process id and CPU seconds used."""
+    backends: dict[str, float] = {}
     for entry in os.listdir("/proc") if database else ():
         name, seconds = _process_seconds(entry) if entry.isdigit() else ("", 0.0)
         if name == "postgres" and f" {database} " in _command_line(entry):
-            postgres[entry] = seconds
+            backends[entry] = seconds
+    return backends
+
+
+async def _pin_postgres(database: str, cpus: set[int]) -> None:
+    """Keep the backends serving `database` on `cpus` (new ones appear as the pool grows).
+
+    Unpinned, the scheduler wakes a backend on the CPU of the process that sent it a query,
+    the bot's, which then waits for it: the bot would not have its core to itself.
+    """
+    while True:
+        for pid in _postgres_backends(database):
+            with contextlib.suppress(OSError):
+                if os.sched_getaffinity(int(pid)) != cpus:
+                    os.sched_setaffinity(int(pid), cpus)
+        await asyncio.sleep(0.2)
+
+
+def _cpu_mark(pid: int, database: str | None) -> _CpuMark:
+    """Read the CPU time counters now; PostgreSQL's are its backends serving `database`."""
+    own = os.times()
+    postgres = _postgres_backends(database)
     with open("/proc/stat") as stat:
         cpu = [int(value) for value in stat.readline().split()[1:8]]
     busy = (sum(cpu) - cpu[3] - cpu[4]) / os.sysconf("SC_CLK_TCK")
@@ -340,6 +368,7 @@ async def _load(
     user_ids: Sequence[int],
     expected: str,
     database: str | None,
+    postgres_cpus: str | None,
 ) -> Result:
     """Send the updates with bounded concurrency and measure throughput and latency."""
     from tests.factories import TgUser, message_update
@@ -394,9 +423,18 @@ async def _load(
                     marks.append(_cpu_mark(pid, database))
 
     users = [TgUser(user_id, f"Đoàn viên {index}") for index, user_id in enumerate(user_ids)]
+    pinning = (
+        asyncio.create_task(_pin_postgres(database, {int(cpu) for cpu in postgres_cpus.split(",")}))
+        if database is not None and postgres_cpus is not None
+        else None
+    )
     connector = aiohttp.TCPConnector(limit=params.concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        await asyncio.gather(*(user(http, tg) for tg in users))
+    try:
+        async with aiohttp.ClientSession(connector=connector) as http:
+            await asyncio.gather(*(user(http, tg) for tg in users))
+    finally:
+        if pinning is not None:
+            pinning.cancel()
     end = _cpu_mark(pid, database)
     result.completed = len(done)
     notes = []
@@ -564,6 +602,7 @@ async def _measure(
             user_ids,
             _expected_reply(mode),
             _postgres_database(env),
+            options.loadgen_cpus,
         )
         result.setup = (
             f"{announced.get('concurrent_updates')} concurrent updates, Bot API client "
@@ -916,8 +955,9 @@ def _section(
     """Render the "Webhook throughput" section of docs/BENCHMARKS.md."""
     params = options.params
     pinned = (
-        f"the server child pinned to CPU {options.server_cpus}, the load generator and the "
-        f"fake API to CPU {options.loadgen_cpus}"
+        f"the server child pinned to CPU {options.server_cpus}; the load generator, the "
+        f"fake API and the PostgreSQL backends serving the benchmark's database to CPU "
+        f"{options.loadgen_cpus}"
         if options.server_cpus is not None
         else "no CPU pinning"
     )
@@ -939,7 +979,7 @@ def _section(
         f"SQLAlchemy {_version('SQLAlchemy')}, aiohttp {_version('aiohttp')}, "
         f"httpx {_version('httpx')}, asyncpg {_version('asyncpg')}, "
         f"aiosqlite {_version('aiosqlite')}, SQLite {sqlite3.sqlite_version}, "
-        f"PostgreSQL {pg_version or 'not reachable'} (same machine, unpinned).",
+        f"PostgreSQL {pg_version or 'not reachable'} (same machine).",
         f"- Load: {params.users} simulated users (all members with a Telegram account), "
         f"{params.updates} updates per run, at most {params.concurrency} in flight, "
         f'each a private text "{TEXT}"; the first {params.warmup:.0%} of replies are discarded '
@@ -1086,7 +1126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.serve is not None:
         _pin(args.cpus)
-        asyncio.run(_serve(args.serve, args.api_url, args.profile))
+        # On the event loop `thidua run` uses, the echo bot as well, for a like comparison.
+        serving.run(_serve(args.serve, args.api_url, args.profile))
         return 0
     options = _options(parser, args, argv)
     try:

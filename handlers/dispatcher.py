@@ -44,10 +44,14 @@ class _KeyedLocks:
 class Dispatcher:
     """Handle each incoming message once, in one transaction, and say what to answer."""
 
-    def __init__(self, services: Services, routes: Routes) -> None:
+    def __init__(self, services: Services, routes: Routes, *, max_transactions: int = 16) -> None:
         self._services = services
         self._routes = routes
         self._locks = _KeyedLocks()
+        # Messages in their transaction at once. More would not go faster (a transaction is a
+        # few round trips on a busy core) but would outgrow the connection pool, whose
+        # overflow connections are opened and closed again for each use.
+        self._transactions = asyncio.Semaphore(max_transactions)
 
     async def handle(self, incoming: Incoming) -> Outcome:
         """Handle one message; a failure becomes an apology with a reference id."""
@@ -67,23 +71,32 @@ class Dispatcher:
         return replace(incoming, text=text)
 
     async def _handle(self, incoming: Incoming) -> Outcome:
+        async with self._transactions:
+            try:
+                return await self._handle_once(incoming, wait=False)
+            except accounts.AccountBusyError:
+                # Another process is handling this person's previous message: wait for it.
+                return await self._handle_once(incoming, wait=True)
+
+    async def _handle_once(self, incoming: Incoming, *, wait: bool) -> Outcome:
         services = self._services
         now = services.clock.now()
         async with services.sessions() as session, session.begin():
             # Record the update as handled in this same transaction: at most once.
-            if not await inbox.take(
-                session, channel=incoming.channel, update_key=incoming.update_key, now=now
-            ):
-                log.info("update %s:%s already handled", incoming.channel, incoming.update_key)
-                return Outcome()
-            account, conversation, member = await accounts.load_for_message(
+            loaded = await accounts.take_and_load(
                 session,
                 channel=incoming.channel,
+                update_key=incoming.update_key,
                 external_id=incoming.user_id,
                 chat_id=incoming.chat_id,
                 display_name=incoming.display_name,
                 now=now,
+                wait=wait,
             )
+            if loaded is None:
+                log.info("update %s:%s already handled", incoming.channel, incoming.update_key)
+                return Outcome()
+            account, conversation, member = loaded
             ctx = Context(
                 services=services,
                 session=session,

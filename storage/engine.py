@@ -22,7 +22,7 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 20) -> AsyncEngine:
     """Create an engine tuned for the database the URL names."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -33,8 +33,13 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         return engine
     # No pre-ping: it costs three round trips per transaction. Connections are recycled
     # before servers or proxies drop idle ones, and a dropped one fails that one message.
+    # The pool keeps `pool_size` connections; the overflow above it is closed as soon as it is
+    # returned, so a busy bot whose transactions often exceed the pool opens a connection (TLS
+    # attempt, authentication, codec set-up: ten round trips) for a good share of its messages.
+    # Hence a pool as large as the transactions a busy process runs at once, and a small
+    # overflow for bursts.
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=600
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size // 2, pool_recycle=600
     )
 
 

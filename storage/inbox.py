@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.base import UTCDateTime
+from storage.clock import Clock
+from storage.engine import SessionFactory
 from storage.models import InboundUpdate
+
+log = logging.getLogger(__name__)
+
+_TABLE = cast(Table, InboundUpdate.__table__)
+# Built once per dialect: a statement built per call costs more than its execution.
+_STORE_MANY = {
+    "postgresql": pg_insert(_TABLE)
+    .on_conflict_do_nothing(index_elements=[_TABLE.c.channel, _TABLE.c.update_key])
+    .returning(_TABLE.c.update_key),
+    "sqlite": sqlite_insert(_TABLE)
+    .on_conflict_do_nothing(index_elements=[_TABLE.c.channel, _TABLE.c.update_key])
+    .returning(_TABLE.c.update_key),
+}
 
 
 def _insert_ignoring_duplicates(session: AsyncSession, values: dict[str, Any]) -> Any:
@@ -44,23 +63,140 @@ async def store(
     return bool(getattr(result, "rowcount", 0))
 
 
+async def store_many(
+    session: AsyncSession,
+    *,
+    channel: str,
+    updates: Sequence[tuple[str, dict[str, Any]]],
+    now: datetime,
+) -> set[str]:
+    """Record many unhandled updates in one statement; return the keys that were new.
+
+    The keys must be distinct. PostgreSQL and SQLite only (both answer with the rows inserted).
+    """
+    if not updates:
+        return set()
+    statement = _STORE_MANY[session.get_bind().dialect.name]
+    rows = [
+        {"channel": channel, "update_key": key, "payload": payload, "received_at": now}
+        for key, payload in updates
+    ]
+    connection = await session.connection()
+    return set((await connection.execute(statement, rows)).scalars())
+
+
+@dataclass(slots=True)
+class _Waiting:
+    channel: str
+    update_key: str
+    payload: dict[str, Any]
+    stored: asyncio.Future[bool]
+
+
+class InboxWriter:
+    """Store arriving updates durably, many to a transaction (group commit).
+
+    `store` returns once the transaction holding the update has committed, so a webhook can
+    acknowledge after it. While one transaction is being written, the updates arriving meanwhile
+    gather for the next: a lone update is written at once, a busy webhook shares each commit
+    (a transaction's round trips and fixed cost) among all the updates that arrived during the
+    previous one.
+    """
+
+    def __init__(self, sessions: SessionFactory, clock: Clock, *, max_batch: int = 500) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._max_batch = max_batch
+        self._waiting: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def store(self, channel: str, update_key: str, payload: dict[str, Any]) -> bool:
+        """Store an unhandled update; False when it had been stored before (a redelivery).
+
+        Raises what the database raised if the transaction holding it failed.
+        """
+        stored: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(channel, update_key, payload, stored))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all(), name="inbox-writer")
+        return await stored
+
+    async def _write_all(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: self._max_batch]
+                await self._write(batch)
+        finally:
+            self._writer = None
+            # Cancelled with updates still waiting (shutting down): they were not stored.
+            for waiting in self._waiting:
+                if not waiting.stored.done():
+                    waiting.stored.set_exception(RuntimeError("the inbox writer stopped"))
+            self._waiting.clear()
+
+    async def _write(self, batch: list[_Waiting]) -> None:
+        # The first of several copies of one update in a batch is the one stored.
+        firsts: dict[tuple[str, str], _Waiting] = {}
+        for waiting in batch:
+            firsts.setdefault((waiting.channel, waiting.update_key), waiting)
+        by_channel: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for first in firsts.values():
+            by_channel.setdefault(first.channel, []).append((first.update_key, first.payload))
+        try:
+            new: set[tuple[str, str]] = set()
+            async with self._sessions() as session, session.begin():
+                now = self._clock.now()
+                for channel, updates in by_channel.items():
+                    keys = await store_many(session, channel=channel, updates=updates, now=now)
+                    new.update((channel, key) for key in keys)
+        except BaseException as error:
+            log.warning("could not store %d inbound updates: %r", len(batch), error)
+            for waiting in batch:
+                if not waiting.stored.done():
+                    waiting.stored.set_exception(
+                        error if isinstance(error, Exception) else RuntimeError(repr(error))
+                    )
+            if not isinstance(error, Exception):
+                raise
+            return
+        for waiting in batch:
+            if not waiting.stored.done():
+                key = (waiting.channel, waiting.update_key)
+                waiting.stored.set_result(firsts[key] is waiting and key in new)
+
+
 async def take(session: AsyncSession, *, channel: str, update_key: str, now: datetime) -> bool:
     """Record an update as handled now, in one statement; False if it was handled before.
 
     Inserts it if it is new; claims it if the webhook stored it unhandled; does nothing if
     it was handled already. The caller's transaction makes handling it at most once.
     """
-    dialect = session.get_bind().dialect.name
-    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
-    values = insert_(InboundUpdate).values(
-        channel=channel, update_key=update_key, payload=None, received_at=now, processed_at=now
+    statement = _TAKE["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
+    connection = await session.connection()
+    taken = await connection.execute(
+        statement, {"channel": channel, "update_key": update_key, "now": now}
     )
-    statement = values.on_conflict_do_update(
-        index_elements=[InboundUpdate.channel, InboundUpdate.update_key],
+    return taken.first() is not None
+
+
+def _take_statement(insert_: Any) -> Any:
+    now = bindparam("now", type_=UTCDateTime())
+    values = insert_(_TABLE).values(
+        channel=bindparam("channel"),
+        update_key=bindparam("update_key"),
+        payload=None,
+        received_at=now,
+        processed_at=now,
+    )
+    return values.on_conflict_do_update(
+        index_elements=[_TABLE.c.channel, _TABLE.c.update_key],
         set_={"processed_at": now},
-        where=InboundUpdate.processed_at.is_(None),
-    ).returning(InboundUpdate.id)
-    return (await session.execute(statement)).first() is not None
+        where=_TABLE.c.processed_at.is_(None),
+    ).returning(_TABLE.c.id)
+
+
+_TAKE = {"postgresql": _take_statement(pg_insert), "sqlite": _take_statement(sqlite_insert)}
 
 
 async def record_failure(

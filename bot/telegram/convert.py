@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.types import Attachment, Choice, Incoming
 
@@ -11,49 +15,102 @@ CHANNEL = "telegram"
 _SHORT_LABEL = 18
 
 
-def to_incoming(update: Update) -> Incoming | None:
-    """Return the neutral message for a private message or button press, else None."""
-    key = str(update.update_id)
-    query = update.callback_query
+class UnreadableUpdateError(ValueError):
+    """An update whose JSON does not have the shape the Bot API documents."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An update as the channel acts on it: the neutral message, and where a press came from."""
+
+    incoming: Incoming
+    callback_query_id: str | None = None  # a button press, to be answered
+    # (chat id, message id) of the message whose button was pressed, if Telegram sent it.
+    pressed_on: tuple[int, int] | None = None
+
+
+def read_update(update: Mapping[str, Any]) -> Received | None:
+    """Read an update's JSON: a private message or a button press, else None (ignored).
+
+    Reads the JSON itself rather than python-telegram-bot's objects: building those for every
+    update cost more CPU than the rest of receiving it. Raises UnreadableUpdateError when a
+    part the bot reads is missing or of the wrong type.
+    """
+    try:
+        return _read(update)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UnreadableUpdateError(f"{type(error).__name__}: {error}") from error
+
+
+def _read(update: Mapping[str, Any]) -> Received | None:
+    key = str(_integer(update["update_id"]))
+    query = update.get("callback_query")
     if query is not None:
-        if query.data is None:
+        sender = query["from"]
+        data = query.get("data")
+        if data is None:
             return None
-        chat = query.message.chat.id if query.message is not None else query.from_user.id
-        return Incoming(
-            channel=CHANNEL,
-            user_id=str(query.from_user.id),
-            chat_id=str(chat),
-            update_key=key,
-            choice=query.data,
-            display_name=query.from_user.full_name,
+        message = query.get("message")
+        pressed_on = (
+            (_integer(message["chat"]["id"]), _integer(message["message_id"]))
+            if message is not None
+            else None
         )
-    message = update.message
-    if message is None or message.from_user is None or message.chat.type != "private":
+        incoming = Incoming(
+            channel=CHANNEL,
+            user_id=str(_integer(sender["id"])),
+            chat_id=str(pressed_on[0] if pressed_on is not None else _integer(sender["id"])),
+            update_key=key,
+            choice=str(data),
+            display_name=_full_name(sender),
+        )
+        return Received(incoming, callback_query_id=str(query["id"]), pressed_on=pressed_on)
+    message = update.get("message")
+    if message is None:
+        return None
+    sender = message.get("from")
+    chat = message["chat"]
+    if sender is None or chat["type"] != "private":
         return None
     attachments: list[Attachment] = []
-    if message.photo:
-        largest = message.photo[-1]
-        attachments.append(Attachment("photo", largest.file_id, size=largest.file_size))
-    if message.document is not None:
-        document = message.document
+    if message.get("photo"):
+        largest = message["photo"][-1]
+        attachments.append(Attachment("photo", largest["file_id"], size=largest.get("file_size")))
+    document = message.get("document")
+    if document is not None:
         attachments.append(
             Attachment(
                 "document",
-                document.file_id,
-                name=document.file_name,
-                mime_type=document.mime_type,
-                size=document.file_size,
+                document["file_id"],
+                name=document.get("file_name"),
+                mime_type=document.get("mime_type"),
+                size=document.get("file_size"),
             )
         )
-    return Incoming(
-        channel=CHANNEL,
-        user_id=str(message.from_user.id),
-        chat_id=str(message.chat.id),
-        update_key=key,
-        text=message.text or message.caption,
-        attachments=tuple(attachments),
-        display_name=message.from_user.full_name,
+    text = message.get("text") or message.get("caption")
+    return Received(
+        Incoming(
+            channel=CHANNEL,
+            user_id=str(_integer(sender["id"])),
+            chat_id=str(_integer(chat["id"])),
+            update_key=key,
+            text=str(text) if text is not None else None,
+            attachments=tuple(attachments),
+            display_name=_full_name(sender),
+        )
     )
+
+
+def _integer(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _full_name(user: Mapping[str, Any]) -> str:
+    """A user's name as python-telegram-bot's `User.full_name` gives it."""
+    first, last = str(user["first_name"]), user.get("last_name")
+    return f"{first} {last}" if last else first
 
 
 def keyboard(choices: tuple[Choice, ...]) -> InlineKeyboardMarkup | None:

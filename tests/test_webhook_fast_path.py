@@ -1,0 +1,181 @@
+"""The webhook's hot path: group-committed storing, the one-statement claim, reading updates."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.telegram.convert import UnreadableUpdateError, read_update
+from storage import accounts, conversations, inbox
+from storage.clock import ManualClock
+from storage.engine import SessionFactory, is_sqlite
+from storage.models import ChannelAccount, Conversation, InboundUpdate, MemberStatus, Role
+from tests.factories import TgUser, callback_update, message_update, photo_update
+
+
+async def _rows(sessions: SessionFactory) -> dict[tuple[str, str], bool]:
+    """Stored updates by channel and key, each with whether it was handled."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(InboundUpdate.channel, InboundUpdate.update_key, InboundUpdate.processed_at)
+        )
+        return {(channel, key): done is not None for channel, key, done in rows}
+
+
+async def test_updates_arriving_together_share_a_commit_and_duplicates_are_found(
+    sessions: SessionFactory, clock: ManualClock
+) -> None:
+    writer = inbox.InboxWriter(sessions, clock)
+    keys = [str(n) for n in range(40)] + ["3", "7", "7"]
+    firsts = await asyncio.gather(*(writer.store("telegram", k, {"update_id": k}) for k in keys))
+    assert firsts == [True] * 40 + [False] * 3
+    assert await writer.store("telegram", "12", {"update_id": 12}) is False  # a redelivery
+    assert await writer.store("other", "12", {"update_id": 12}) is True  # another channel
+    stored = await _rows(sessions)
+    assert len(stored) == 41
+    assert not any(stored.values())
+
+
+async def test_a_failed_commit_fails_every_update_in_it(clock: ManualClock) -> None:
+    class Broken:
+        def __call__(self) -> object:
+            raise ConnectionError("the database went away")
+
+    writer = inbox.InboxWriter(Broken(), clock)  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        *(writer.store("telegram", str(n), {}) for n in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(result, ConnectionError) for result in results)
+
+
+async def test_the_claim_and_the_sender_come_as_the_orm_would_give_them(
+    sessions: SessionFactory, clock: ManualClock, org: dict[str, int]
+) -> None:
+    now = clock.now()
+    args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": now}
+
+    async with sessions() as session, session.begin():
+        loaded = await accounts.take_and_load(session, update_key="1", display_name="Lan", **args)
+        assert loaded is not None
+        account, conversation, member = loaded
+        assert member is not None
+        assert member.role is Role.MEMBER
+        assert member.status is MemberStatus.ACTIVE
+        assert account.last_seen_at.utcoffset() == timedelta(0)
+        assert account.display_name == "Lan"  # refreshed from the message
+        conversations.enter(conversation, "demo", "first", {"n": 1}, now)
+
+    async with sessions() as session, session.begin():
+        # Handled already: nothing is loaded, nothing changes.
+        assert (
+            await accounts.take_and_load(session, update_key="1", display_name="X", **args)
+        ) is None
+        later = {**args, "now": now + timedelta(hours=1)}
+        again = await accounts.take_and_load(session, update_key="2", display_name="X", **later)
+        assert again is not None
+        assert again[1].flow == "demo"
+        assert again[1].data == {"n": 1}
+        assert again[0] is await session.get(ChannelAccount, again[0].id)  # in the session
+    async with sessions() as session:
+        saved = await session.get(ChannelAccount, again[0].id)
+        assert saved is not None
+        assert saved.display_name == "X"
+        assert saved.last_seen_at == now + timedelta(hours=1)
+    assert await _rows(sessions) == {("telegram", "1"): True, ("telegram", "2"): True}
+
+
+async def test_first_contact_creates_the_account_and_its_conversation(
+    sessions: SessionFactory, clock: ManualClock
+) -> None:
+    async with sessions() as session, session.begin():
+        loaded = await accounts.take_and_load(
+            session,
+            channel="telegram",
+            update_key="9",
+            external_id="555",
+            chat_id="555",
+            display_name="Mới",
+            now=clock.now(),
+        )
+        assert loaded is not None
+        assert loaded[2] is None
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Conversation)) == 1
+        assert await session.scalar(select(func.count()).select_from(ChannelAccount)) == 1
+
+
+async def test_a_locked_account_is_waited_for_and_read_after_the_lock(
+    engine: AsyncEngine, sessions: SessionFactory, clock: ManualClock, org: dict[str, int]
+) -> None:
+    if is_sqlite(str(engine.url)):
+        pytest.skip("SQLite has no row locks: a writer holds the whole database")
+    now = clock.now()
+    args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": now}
+    args["display_name"] = "Nguyễn Thị Lan"
+    holder = sessions()
+    async with holder.begin():
+        # Another process is handling Lan's previous message.
+        held = await accounts.take_and_load(holder, update_key="1", **args)
+        assert held is not None
+        conversations.enter(held[1], "demo", "second", {}, now)
+        await holder.flush()
+
+        async with sessions() as session, session.begin():
+            with pytest.raises(accounts.AccountBusyError):
+                await accounts.take_and_load(session, update_key="2", **args)
+
+        async def waiting() -> str | None:
+            async with sessions() as session, session.begin():
+                loaded = await accounts.take_and_load(session, update_key="2", wait=True, **args)
+                assert loaded is not None
+                return loaded[1].step
+
+        second = asyncio.create_task(waiting())
+        await asyncio.sleep(0.3)
+        assert not second.done()
+    await holder.close()
+    # It sees the step the first message left, not the one before the lock.
+    assert await asyncio.wait_for(second, 10) == "second"
+
+
+def test_updates_are_read_from_their_json() -> None:
+    lan = TgUser(1001, "Lan", "Nguyễn")
+    text = read_update(message_update(lan, "xin chào", update_id=7))
+    assert text is not None
+    assert text.incoming.text == "xin chào"
+    assert text.incoming.display_name == "Lan Nguyễn"
+    assert text.incoming.update_key == "7"
+    assert text.callback_query_id is None
+
+    press = read_update(callback_update(lan, "c:abc:yes", message_id=42))
+    assert press is not None
+    assert press.incoming.choice == "c:abc:yes"
+    assert press.pressed_on == (1001, 42)
+    assert press.callback_query_id is not None
+
+    photo = read_update(photo_update(lan, "file-1", caption="ảnh"))
+    assert photo is not None
+    assert photo.incoming.text == "ảnh"
+    assert [a.file_ref for a in photo.incoming.attachments] == ["file-1"]
+
+    group = message_update(lan, "hi")
+    group["message"]["chat"]["type"] = "group"
+    assert read_update(group) is None
+    no_data = callback_update(lan, "x")
+    del no_data["callback_query"]["data"]
+    assert read_update(no_data) is None
+    assert read_update({"update_id": 5, "edited_message": {}}) is None
+
+    sender = {"id": 1, "first_name": "A"}
+    for broken in (
+        {"message": {}},
+        {"update_id": 1, "message": {"from": sender, "chat": 5}},
+        {"update_id": "1"},
+        {"update_id": 1, "callback_query": {"from": sender, "data": "x", "message": {}}},
+    ):
+        with pytest.raises(UnreadableUpdateError):
+            read_update(broken)
