@@ -20,7 +20,21 @@ from bot.telegram.channel import (
     build_application,
 )
 from bot.telegram.channel import TRAITS as TELEGRAM_TRAITS
-from bot.web import TELEGRAM_WEBHOOK_PATH, build_web_app, telegram_webhook
+from bot.web import (
+    TELEGRAM_WEBHOOK_PATH,
+    ZALO_OA_WEBHOOK_PATH,
+    ZALO_WEBHOOK_PATH,
+    build_web_app,
+    telegram_webhook,
+    zalo_oa_webhook,
+    zalo_webhook,
+)
+from bot.zalo.channel import TRAITS as ZALO_TRAITS
+from bot.zalo.channel import ZaloChannel
+from bot.zalo.client import ZaloBotClient
+from bot.zalo.oa import TRAITS as ZALO_OA_TRAITS
+from bot.zalo.oa import ZaloOAChannel, ZaloOAClient
+from bot.zalo.tokens import OATokens
 from handlers.context import CoreConfig, Services
 from handlers.dispatcher import Dispatcher
 from handlers.i18n import Catalogue
@@ -33,7 +47,9 @@ from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
 
-CHANNEL_TRAITS = {traits.name: traits for traits in (TELEGRAM_TRAITS, console.TRAITS)}
+CHANNEL_TRAITS = {
+    traits.name: traits for traits in (TELEGRAM_TRAITS, console.TRAITS, ZALO_TRAITS, ZALO_OA_TRAITS)
+}
 
 
 @dataclass(slots=True)
@@ -94,6 +110,8 @@ class BotRuntime:
             self.deliverer.wake,
         )
         self.telegram: TelegramChannel | None = None
+        self.zalo: ZaloChannel | None = None
+        self.zalo_oa: ZaloOAChannel | None = None
         self._web: web.AppRunner | None = None
         self.http_port: int | None = None
 
@@ -140,10 +158,12 @@ class BotRuntime:
             await self.telegram.initialize(self.routes.menu())
             self.identity.telegram_username = self.telegram.username
             self.add_channel(self.telegram)
+        await self._build_zalo()
         if serve_http:
             await self._start_web()
         if self.telegram is not None:
             await self._start_telegram(self.telegram)
+        await self._start_zalo()
         self.deliverer.start()
         if schedule:
             self.scheduler.start()
@@ -154,6 +174,20 @@ class BotRuntime:
         if self.telegram is not None and self.webhook_mode and secret is not None:
             handler = telegram_webhook(secret.get_secret_value(), self.telegram.receive_webhook)
             app.router.add_post(TELEGRAM_WEBHOOK_PATH, handler)
+        zalo_secret = self.settings.zalo_webhook_secret
+        if self.zalo is not None and self.settings.zalo_webhook_url and zalo_secret is not None:
+            receive = self.zalo.receive_webhook
+            app.router.add_post(
+                ZALO_WEBHOOK_PATH, zalo_webhook(zalo_secret.get_secret_value(), receive)
+            )
+        oa_key = self.settings.zalo_oa_secret_key
+        if self.zalo_oa is not None and self.settings.zalo_oa_app_id and oa_key is not None:
+            handler = zalo_oa_webhook(
+                self.settings.zalo_oa_app_id,
+                oa_key.get_secret_value(),
+                self.zalo_oa.receive_webhook,
+            )
+            app.router.add_post(ZALO_OA_WEBHOOK_PATH, handler)
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
         site = web.TCPSite(self._web, self.settings.http_host, self.settings.http_port)
@@ -179,6 +213,74 @@ class BotRuntime:
             await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
             log.info("Telegram long polling as @%s", telegram.username)
 
+    async def _build_zalo(self) -> None:
+        """Create the Zalo channels the settings ask for: the bot, the Official Account."""
+        settings = self.settings
+        if settings.zalo_bot_token is not None:
+            client = ZaloBotClient(
+                settings.zalo_bot_token.get_secret_value(), settings.zalo_bot_api_base_url
+            )
+            self.zalo = ZaloChannel(
+                client, self.dispatcher, self.sessions, self.clock, self.texts, self.deliverer.wake
+            )
+            await self.zalo.initialize()
+            self.add_channel(self.zalo)
+        secret = settings.zalo_oa_secret_key
+        refresh = settings.zalo_oa_refresh_token
+        if settings.zalo_oa_app_id and secret is not None and refresh is not None:
+            app_secret = settings.zalo_oa_app_secret_key or secret
+            access = settings.zalo_oa_access_token
+            tokens = OATokens(
+                self.sessions,
+                self.clock,
+                oauth_base_url=settings.zalo_oa_oauth_base_url,
+                app_id=settings.zalo_oa_app_id,
+                app_secret_key=app_secret.get_secret_value(),
+                access_token=access.get_secret_value() if access is not None else None,
+                refresh_token=refresh.get_secret_value(),
+            )
+            await tokens.load()
+            self.zalo_oa = ZaloOAChannel(
+                ZaloOAClient(settings.zalo_oa_api_base_url, tokens),
+                self.dispatcher,
+                self.sessions,
+                self.clock,
+                self.texts,
+                self.deliverer.wake,
+            )
+            self.add_channel(self.zalo_oa)
+
+    async def _start_zalo(self) -> None:
+        """Answer what was stored before the last stop, then take new events."""
+        for channel in (self.zalo, self.zalo_oa):
+            if channel is not None:
+                channel.start_workers()
+                await channel.replay_stored()
+        if self.zalo_oa is not None:
+            self.zalo_oa.start_token_keeper()
+        if self.zalo is not None:
+            secret = self.settings.zalo_webhook_secret
+            if self.settings.zalo_webhook_url and secret is not None:
+                await self.zalo.client.set_webhook(
+                    self.settings.zalo_webhook_url, secret.get_secret_value()
+                )
+                log.info("Zalo bot webhook mode")
+            else:
+                # getUpdates gets nothing while a webhook is set.
+                await self.zalo.client.delete_webhook()
+                self.zalo.start_polling()
+                log.info("Zalo bot long polling")
+
+    async def _stop_zalo(self) -> None:
+        if self.zalo is not None:
+            await self.zalo.stop_polling()
+            await self.zalo.stop_workers()
+            await self.zalo.client.close()
+        if self.zalo_oa is not None:
+            await self.zalo_oa.stop_token_keeper()
+            await self.zalo_oa.stop_workers()
+            await self.zalo_oa.client.close()
+
     async def stop(self) -> None:
         """Stop everything in the reverse order of starting."""
         await self.scheduler.stop()
@@ -195,4 +297,5 @@ class BotRuntime:
             if application.running:
                 await application.stop()
             await application.shutdown()
+        await self._stop_zalo()
         await self.engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Protocol
 
 from handlers.types import ChannelTraits, Reply
@@ -15,6 +16,11 @@ class DeliveryError(Exception):
 
 class UnreachableError(DeliveryError):
     """The user blocked the bot, left, or cannot be written to on this channel."""
+
+
+class OutsideWindowError(DeliveryError):
+    """The channel no longer lets the bot write to this person until they write again (a
+    Zalo OA consultation message more than 7 days after their last message)."""
 
 
 class RetryLaterError(DeliveryError):
@@ -34,6 +40,15 @@ class Channel(Protocol):
     async def push(self, chat_id: str, reply: Reply, *, skip_parts: int = 0) -> None:
         """Send a message's parts after the first `skip_parts`; raise DeliveryError on failure."""
         ...
+
+
+def push_window(channel: Channel) -> timedelta | None:
+    """How long after a person's last message the channel still lets the bot push to them.
+
+    A channel with such a rule declares it as a `push_window` attribute; the others have none.
+    """
+    window = getattr(channel, "push_window", None)
+    return window if isinstance(window, timedelta) else None
 
 
 def split_text(text: str, limit: int) -> list[str]:

@@ -17,7 +17,13 @@ import socket
 from collections.abc import Mapping
 from datetime import timedelta
 
-from bot.channels import Channel, RetryLaterError, UnreachableError
+from bot.channels import (
+    Channel,
+    OutsideWindowError,
+    RetryLaterError,
+    UnreachableError,
+    push_window,
+)
 from bot.logs import redact
 from handlers.types import Reply
 from storage import accounts, outbox
@@ -25,7 +31,7 @@ from storage import conversations as conversation_store
 from storage.clock import Clock, QuietHours
 from storage.engine import SessionFactory
 from storage.models import OutboxStatus
-from storage.outbox import Claimed, SendResult
+from storage.outbox import OUTSIDE_WINDOW, Claimed, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +175,8 @@ class _Batch:
         self._outcomes: list[SendResult] = []
         self._sent_with_menu: list[Claimed] = []
         self._unrecorded: set[int] = set()
+        # The channel may push only this long after a person's last message, if it says so.
+        self._window = push_window(channel)
 
     async def send_all(self, claimed: list[Claimed]) -> None:
         self._unrecorded = {message.id for message in claimed}
@@ -190,10 +198,16 @@ class _Batch:
             await flusher
 
     async def _send(self, message: Claimed) -> None:
+        if self._outside_window(message):
+            # Not tried: the message moves to another account of the member, or is given up.
+            self._outcomes.append(_reroute(message))
+            return
         try:
             await self._channel.push(
                 message.chat_id, Reply.from_dict(message.payload), skip_parts=message.parts_done
             )
+        except OutsideWindowError:
+            outcome = _reroute(message)
         except UnreachableError as error:
             outcome = SendResult(
                 message.id, message.account_id, OutboxStatus.UNREACHABLE, str(error)
@@ -219,6 +233,11 @@ class _Batch:
             if not self._channel.traits.buttons and message.payload.get("choices"):
                 self._sent_with_menu.append(message)
         self._outcomes.append(outcome)
+
+    def _outside_window(self, message: Claimed) -> bool:
+        if self._window is None or message.last_seen_at is None:
+            return False
+        return message.last_seen_at < self._deliverer._clock.now() - self._window
 
     async def _renew_periodically(self) -> None:
         """Keep the batch's claims alive while it is sent, however long 429 pauses make it."""
@@ -272,3 +291,7 @@ class _Batch:
             self._slots.release()
         if menus:
             await self._deliverer._remember_menus(menus)
+
+
+def _reroute(message: Claimed) -> SendResult:
+    return SendResult(message.id, message.account_id, None, OUTSIDE_WINDOW, reroute=True)

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from storage.clock import QuietHours
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_ZALO_SECRET = re.compile(r"^[A-Za-z0-9_-]{8,256}$")
 
 
 class SettingsError(Exception):
@@ -45,6 +46,17 @@ class Settings(BaseSettings):
     quiet_hours: str = "21:00-07:00"
     schedule_time: str = "08:00"
     schedule_grace_hours: int = Field(default=6, ge=0, le=72)
+    zalo_bot_token: SecretStr | None = None
+    zalo_bot_api_base_url: str = "https://bot-api.zaloplatforms.com"
+    zalo_webhook_url: str | None = None
+    zalo_webhook_secret: SecretStr | None = None
+    zalo_oa_app_id: str | None = None
+    zalo_oa_secret_key: SecretStr | None = None
+    zalo_oa_app_secret_key: SecretStr | None = None
+    zalo_oa_access_token: SecretStr | None = None
+    zalo_oa_refresh_token: SecretStr | None = None
+    zalo_oa_api_base_url: str = "https://openapi.zalo.me"
+    zalo_oa_oauth_base_url: str = "https://oauth.zaloapp.com"
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -94,9 +106,54 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator("zalo_bot_api_base_url", "zalo_oa_api_base_url", "zalo_oa_oauth_base_url")
+    @classmethod
+    def _zalo_base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("zalo_webhook_url")
+    @classmethod
+    def _zalo_webhook_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL (Zalo calls only HTTPS webhooks)")
+        return value
+
+    @field_validator("zalo_webhook_secret")
+    @classmethod
+    def _zalo_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Zalo asks for 8 to 256 characters; the header carries it back as it is.
+        if value is None or not value.get_secret_value():
+            return None
+        if not _ZALO_SECRET.match(value.get_secret_value()):
+            raise ValueError("must be 8-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator(
+        "telegram_bot_token",
+        "zalo_bot_token",
+        "zalo_oa_secret_key",
+        "zalo_oa_app_secret_key",
+        "zalo_oa_access_token",
+        "zalo_oa_refresh_token",
+    )
+    @classmethod
+    def _empty_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
+
+    @field_validator("zalo_oa_app_id")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
     @field_validator("telegram_webhook_secret")
     @classmethod
     def _secret_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None  # an empty line copied from .env.example means "not set"
         if value is not None and not _SECRET_TOKEN.match(value.get_secret_value()):
             raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
@@ -105,6 +162,24 @@ class Settings(BaseSettings):
     def _webhook_needs_secret(self) -> Settings:
         if self.telegram_webhook_url and self.telegram_webhook_secret is None:
             raise ValueError("TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_WEBHOOK_URL is set")
+        return self
+
+    @model_validator(mode="after")
+    def _zalo_complete(self) -> Settings:
+        if self.zalo_webhook_url and self.zalo_bot_token is None:
+            raise ValueError("ZALO_BOT_TOKEN is required when ZALO_WEBHOOK_URL is set")
+        if self.zalo_webhook_url and self.zalo_webhook_secret is None:
+            raise ValueError("ZALO_WEBHOOK_SECRET is required when ZALO_WEBHOOK_URL is set")
+        oa = {
+            "ZALO_OA_APP_ID": self.zalo_oa_app_id,
+            "ZALO_OA_SECRET_KEY": self.zalo_oa_secret_key,
+            "ZALO_OA_REFRESH_TOKEN": self.zalo_oa_refresh_token,
+        }
+        given = [name for name, value in oa.items() if value is not None]
+        if given or self.zalo_oa_access_token is not None:
+            missing = [name for name, value in oa.items() if value is None]
+            if missing:
+                raise ValueError(f"{missing[0]} is required for the Zalo Official Account")
         return self
 
     @property

@@ -10,10 +10,16 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.zalo.oa import signature_valid
+
 log = logging.getLogger(__name__)
 
 TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
 TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+ZALO_WEBHOOK_PATH = "/zalo/webhook"
+ZALO_SECRET_HEADER = "X-Bot-Api-Secret-Token"
+ZALO_OA_WEBHOOK_PATH = "/zalo-oa/webhook"
+ZALO_OA_SIGNATURE_HEADER = "X-ZEvent-Signature"
 
 Receiver = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -44,6 +50,66 @@ def telegram_webhook(
         # Stored before we answer: once Telegram has its 200, the update is safe with us.
         await receive(payload)
         return web.Response(status=200)
+
+    return handle
+
+
+def zalo_webhook(
+    secret: str, receive: Receiver
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Build the Zalo Bot API webhook: secret first, then parse, store, and acknowledge.
+
+    Zalo may send the update bare or wrapped in {"ok": true, "result": ...}; the receiver
+    takes both and raises ValueError for a body it cannot key.
+    """
+    expected = secret.encode()
+
+    async def handle(request: web.Request) -> web.Response:
+        if not secret_matches(request.headers.get(ZALO_SECRET_HEADER), expected):
+            log.warning("Zalo webhook call without the right secret from %s", request.remote)
+            return web.Response(status=403)
+        try:
+            payload = json.loads(await request.read())
+        except ValueError:
+            return web.Response(status=400, text="malformed JSON")
+        if not isinstance(payload, dict):
+            return web.Response(status=400, text="not an update")
+        try:
+            await receive(payload)
+        except ValueError as error:
+            return web.Response(status=400, text=str(error))
+        return web.json_response({"ok": True})
+
+    return handle
+
+
+def zalo_oa_webhook(
+    app_id: str, secret_key: str, receive: Receiver
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Build the Zalo OA webhook: the signature over the raw body first, then parse and store."""
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        if not signature_valid(
+            request.headers.get(ZALO_OA_SIGNATURE_HEADER),
+            app_id=app_id,
+            body=body,
+            secret_key=secret_key,
+            timestamp_header=request.headers.get("timestamp"),
+        ):
+            log.warning("Zalo OA webhook call without a valid signature from %s", request.remote)
+            return web.Response(status=403)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return web.Response(status=400, text="malformed JSON")
+        if not isinstance(payload, dict):
+            return web.Response(status=400, text="not an event")
+        try:
+            await receive(payload)
+        except ValueError as error:
+            return web.Response(status=400, text=str(error))
+        return web.json_response({"error": 0})
 
     return handle
 

@@ -10,7 +10,12 @@ from typing import Any
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import accounts
 from storage.models import Broadcast, ChannelAccount, OutboxMessage, OutboxStatus
+
+# `last_error` of a message nobody could be sent: its account was outside its channel's push
+# window (accounts.PUSH_WINDOWS) and the member had no other account a push could reach.
+OUTSIDE_WINDOW = "outside_window"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +28,8 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int
     parts_done: int = 0
+    # When the account's person last wrote: channels with a push window need it.
+    last_seen_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +42,9 @@ class SendResult:
     error: str | None = None
     retry_at: datetime | None = None
     parts_done: int = 0
+    # The account is outside its channel's push window: move the message to another account
+    # of the member that a push can reach, or record it unreachable (`status` is ignored).
+    reroute: bool = False
 
 
 def enqueue(
@@ -97,15 +107,16 @@ async def claim(
     ).all()
     if not rows:
         return []
-    chats = dict(
-        (
+    chats = {
+        account_id: (chat_id, last_seen_at)
+        for account_id, chat_id, last_seen_at in (
             await session.execute(
-                select(ChannelAccount.id, ChannelAccount.chat_id).where(
-                    ChannelAccount.id.in_({row.account_id for row in rows})
-                )
+                select(
+                    ChannelAccount.id, ChannelAccount.chat_id, ChannelAccount.last_seen_at
+                ).where(ChannelAccount.id.in_({row.account_id for row in rows}))
             )
         ).all()
-    )
+    }
     broadcast_ids = {row.broadcast_id for row in rows if row.broadcast_id is not None}
     shared: dict[int, dict[str, Any]] = {}
     if broadcast_ids:
@@ -120,10 +131,11 @@ async def claim(
         Claimed(
             id=row.id,
             account_id=row.account_id,
-            chat_id=chats[row.account_id],
+            chat_id=chats[row.account_id][0],
             payload=row.payload if row.payload is not None else shared[row.broadcast_id],
             attempts=row.attempts,
             parts_done=row.parts_done,
+            last_seen_at=chats[row.account_id][1],
         )
         for row in rows
         if row.account_id in chats
@@ -134,8 +146,11 @@ async def claim(
 async def record(session: AsyncSession, outcomes: Iterable[SendResult], now: datetime) -> None:
     """Record a batch of outcomes, one statement per kind of outcome."""
     final: dict[tuple[OutboxStatus, str | None], list[int]] = {}
+    rerouted: list[SendResult] = []
     for outcome in outcomes:
-        if outcome.status is None:
+        if outcome.reroute:
+            rerouted.append(outcome)
+        elif outcome.status is None:
             await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id == outcome.id)
@@ -159,6 +174,59 @@ async def record(session: AsyncSession, outcomes: Iterable[SendResult], now: dat
                 attempts=OutboxMessage.attempts + 1,
                 last_error=error,
                 sent_at=now if status == OutboxStatus.SENT else None,
+                claimed_by=None,
+                claimed_until=None,
+            )
+        )
+    if rerouted:
+        await _reroute(session, rerouted, now)
+
+
+async def _reroute(session: AsyncSession, outcomes: list[SendResult], now: datetime) -> None:
+    """Move messages to another account of their member a push can reach now, else give up.
+
+    A message moved to another channel waits there as a new one: from its first part, by
+    whichever process sends that channel.
+    """
+    members = dict(
+        (
+            await session.execute(
+                select(ChannelAccount.id, ChannelAccount.member_id).where(
+                    ChannelAccount.id.in_({outcome.account_id for outcome in outcomes})
+                )
+            )
+        ).all()
+    )
+    candidates = await accounts.pushable(
+        session, (m for m in members.values() if m is not None), now
+    )
+    stranded: list[int] = []
+    for outcome in outcomes:
+        member_id = members.get(outcome.account_id)
+        others = [a for a in candidates.get(member_id or 0, []) if a.id != outcome.account_id]
+        if not others:
+            stranded.append(outcome.id)
+            continue
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == outcome.id)
+            .values(
+                account_id=others[0].id,
+                channel=others[0].channel,
+                parts_done=0,
+                not_before=None,
+                claimed_by=None,
+                claimed_until=None,
+            )
+        )
+    if stranded:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(stranded))
+            .values(
+                status=OutboxStatus.UNREACHABLE,
+                attempts=OutboxMessage.attempts + 1,
+                last_error=OUTSIDE_WINDOW,
                 claimed_by=None,
                 claimed_until=None,
             )

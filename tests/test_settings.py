@@ -45,6 +45,19 @@ def test_values_come_from_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert settings.log_level == "DEBUG"
 
 
+def test_a_copy_of_env_example_starts_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text((ROOT / ".env.example").read_text("utf-8"), "utf-8")
+    settings = load_settings(_env_file=env_file)
+    assert settings.telegram_bot_token is None
+    assert settings.telegram_webhook_secret is None
+    assert settings.telegram_webhook_url is None
+
+
 def test_a_bad_value_names_its_variable() -> None:
     with pytest.raises(SettingsError, match=r"^HTTP_PORT: "):
         load_settings(_env_file=None, http_port=70000)

@@ -1,0 +1,1 @@
+"""Zalo: the Zalo Bot API channel ("zalo") and the Zalo Official Account channel ("zalo_oa")."""
