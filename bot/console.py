@@ -12,7 +12,7 @@ from typing import TextIO
 
 from handlers.dispatcher import Dispatcher
 from handlers.i18n import Catalogue
-from handlers.types import ChannelTraits, Incoming, Reply
+from handlers.types import Attachment, ChannelTraits, Incoming, Reply
 
 CHANNEL = "console"
 TRAITS = ChannelTraits(name=CHANNEL, buttons=False, text_limit=100_000)
@@ -27,12 +27,21 @@ class Persona:
     label: str
 
 
-def render(reply: Reply) -> str:
+def render(reply: Reply, texts: Catalogue) -> str:
     """Show a reply as text, with its choices numbered (there are no buttons here)."""
     lines = [reply.text]
     lines += [f"  {number}. {choice.label}" for number, choice in enumerate(reply.choices, 1)]
-    lines += [f"  📎 {a.name or a.kind}" for a in reply.attachments]
+    lines += [f"  {_attachment(a, texts)}" for a in reply.attachments]
     return "\n".join(lines)
+
+
+def _attachment(attachment: Attachment, texts: Catalogue) -> str:
+    """Name a file: one the bot made (a chart) cannot be shown here, so it is described."""
+    name = attachment.name or attachment.kind
+    if attachment.content is None:
+        return f"📎 {name}"
+    key = "console.image" if attachment.kind == "photo" else "console.file"
+    return texts(key, name=name)
 
 
 class ConsoleChannel:
@@ -50,7 +59,7 @@ class ConsoleChannel:
         persona = self._by_chat.get(chat_id)
         who = persona.label if persona else chat_id
         self._out.write(self._texts("console.pushed", who=who) + "\n")
-        self._out.write(_indent(render(reply)) + "\n\n")
+        self._out.write(_indent(render(reply, self._texts)) + "\n\n")
         self._out.flush()
 
 
@@ -118,7 +127,7 @@ class ConsoleChat:
         )
         outcome = await self._dispatcher.handle(incoming)
         for reply in outcome.replies:
-            self._print(_indent(render(reply)) + "\n")
+            self._print(_indent(render(reply, self._texts)) + "\n")
         # Pushed messages (to this persona or others) appear before the next prompt.
         await self._after_message()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -10,31 +11,48 @@ AttachmentKind = Literal["photo", "document"]
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """A file as the channel refers to it; the bytes stay on the messenger's servers."""
+    """A file as the channel refers to it; the bytes stay on the messenger's servers.
+
+    A file the bot made itself (a report, a chart) carries its bytes in `content` instead,
+    with an empty `file_ref`: the channel uploads it under `name`.
+    """
 
     kind: AttachmentKind
     file_ref: str
     name: str | None = None
     mime_type: str | None = None
     size: int | None = None
+    content: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def generated(
+        cls, kind: AttachmentKind, name: str, content: bytes, mime_type: str | None = None
+    ) -> Attachment:
+        """A file made by the bot, sent from memory."""
+        return cls(kind, "", name=name, mime_type=mime_type, size=len(content), content=content)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        raw: dict[str, Any] = {
             "kind": self.kind,
             "file_ref": self.file_ref,
             "name": self.name,
             "mime_type": self.mime_type,
             "size": self.size,
         }
+        if self.content is not None:
+            raw["content"] = base64.b64encode(self.content).decode("ascii")
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Attachment:
+        content = raw.get("content")
         return cls(
             kind=raw["kind"],
             file_ref=raw["file_ref"],
             name=raw.get("name"),
             mime_type=raw.get("mime_type"),
             size=raw.get("size"),
+            content=base64.b64decode(content) if content is not None else None,
         )
 
 

@@ -83,6 +83,10 @@ class Unit(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"))
     path: Mapped[str] = mapped_column(PathString, unique=True)
     depth: Mapped[int] = mapped_column(Integer, default=0)
+    # The emulation cluster (khối / cụm thi đua) the unit competes in, from the units file.
+    cluster: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The Telegram channel or group where the unit's approved stories are published.
+    publish_chat: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -126,6 +130,8 @@ class ChannelAccount(Base):
     )
     display_name: Mapped[str | None] = mapped_column(String(128))
     reachable: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The member's choice of the channel that gets reminders and announcements (/lienket).
+    preferred: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[datetime]
     created_at: Mapped[datetime]
 
@@ -296,7 +302,14 @@ class Initiative(Base):
 
     __table_args__ = (
         Index("ix_initiatives_campaign_author", "campaign_id", "author_id"),
-        Index("ix_initiatives_campaign_status", "campaign_id", "status"),
+        # The progress roll-up and the weekly trend count from this index alone, not the table.
+        Index(
+            "ix_initiatives_campaign_status_unit",
+            "campaign_id",
+            "status",
+            "unit_id",
+            "reviewed_at",
+        ),
     )
 
 
@@ -579,3 +592,98 @@ class ScheduleRun(Base):
     ran_at: Mapped[datetime]
     messages: Mapped[int] = mapped_column(Integer, default=0)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Target(Base):
+    """A number a unit is to reach in a campaign (chỉ tiêu), per metric such as "initiatives"."""
+
+    __tablename__ = "targets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    # A plain name rather than a CHECKed enum: a new metric needs no migration.
+    metric: Mapped[str] = mapped_column(String(32))
+    value: Mapped[int] = mapped_column(BigInteger)
+    # Who set it in a chat; None when it came from an imported file.
+    set_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("unit_id", "campaign_id", "metric"),)
+
+
+class Commendation(Base):
+    """A commendation (khen thưởng, biểu dương) of a member or of a unit, recorded by an officer."""
+
+    __tablename__ = "commendations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    phase_id: Mapped[int | None] = mapped_column(ForeignKey("phases.id", ondelete="SET NULL"))
+    # The member commended, or None when the unit itself is.
+    member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("members.id", ondelete="RESTRICT"), index=True
+    )
+    # The unit commended, or the member's unit: where the commendation counts.
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    title: Mapped[str] = mapped_column(String(100))  # e.g. Lao động giỏi, Giấy khen
+    reason: Mapped[str] = mapped_column(Text)
+    awarded_by_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime]
+
+
+class StoryStatus(enum.StrEnum):
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Story(Base):
+    """An exemplar (điển hình tiên tiến, người tốt việc tốt) a member nominates with a story."""
+
+    __tablename__ = "stories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    author_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="RESTRICT"))
+    # The subtree it belongs to: the nominee's unit; its officers approve it.
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    # A person (optionally a known member) or a collective, named as the nominator wrote it.
+    collective: Mapped[bool] = mapped_column(Boolean, default=False)
+    subject_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    subject_name: Mapped[str] = mapped_column(String(200))
+    story: Mapped[str] = mapped_column(Text)
+    photos: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    status: Mapped[StoryStatus] = mapped_column(
+        _enum(StoryStatus, "story_status"), default=StoryStatus.SUBMITTED
+    )
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    review_note: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None]
+    published_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_stories_campaign_status", "campaign_id", "status"),)
+
+
+class ReportSubmission(Base):
+    """A unit's upward report (báo cáo kết quả) for a report deadline of the campaign."""
+
+    __tablename__ = "report_submissions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deadline_id: Mapped[int] = mapped_column(ForeignKey("deadlines.id", ondelete="CASCADE"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    submitted_by_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="RESTRICT"))
+    # The figures of the period as the form showed them, frozen at submission.
+    figures: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    highlights: Mapped[str] = mapped_column(Text, default="")
+    submitted_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("deadline_id", "unit_id"),)

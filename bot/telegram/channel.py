@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from telegram import BotCommand, Update
+from telegram import BotCommand, InputFile, Update
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bot.channels import DeliveryError, RetryLaterError, UnreachableError, split_text
 from bot.ratelimit import ChannelLimiter
-from bot.telegram.convert import CHANNEL, keyboard, to_incoming
+from bot.telegram.convert import CHANNEL, Received, UnreadableUpdateError, keyboard, read_update
 from bot.telegram.transport import AiohttpRequest
 from handlers.dispatcher import Dispatcher
 from handlers.i18n import Catalogue
@@ -75,6 +76,10 @@ class TelegramChannel:
         self._texts = texts
         self._on_queued = on_queued
         self._observers: list[Callable[[str], None]] = []
+        self._inbox = inbox.InboxWriter(sessions, clock)
+        # Updates being answered at once, as python-telegram-bot's `concurrent_updates`.
+        self._answering = asyncio.Semaphore(max(1, application.concurrent_updates))
+        # Long polling hands updates to the Application; webhook updates skip its queue.
         application.add_handler(TypeHandler(Update, self._on_update))
 
     def observe(self, callback: Callable[[str], None]) -> None:
@@ -94,17 +99,11 @@ class TelegramChannel:
         await self.application.bot.set_my_commands(commands)
 
     async def receive_webhook(self, payload: dict[str, object]) -> None:
-        """Store a webhook update durably, then queue it for handling."""
-        update_key = str(payload["update_id"])
-        async with self._sessions() as session, session.begin():
-            first = await inbox.store(
-                session,
-                channel=CHANNEL,
-                update_key=update_key,
-                payload=dict(payload),
-                now=self._clock.now(),
-            )
-        if first:
+        """Store a webhook update durably, then queue it for handling.
+
+        Updates arriving together share a transaction; each returns once its own is committed.
+        """
+        if await self._inbox.store(CHANNEL, str(payload["update_id"]), dict(payload)):
             await self._enqueue(payload)
 
     async def replay_stored(self) -> int:
@@ -119,11 +118,17 @@ class TelegramChannel:
         return len(payloads)
 
     async def _enqueue(self, payload: dict[str, object]) -> None:
+        """Start answering a stored update, read from its JSON.
+
+        It runs as a task of the Application, which waits for it when stopping, but skips the
+        Application's queue and the python-telegram-bot objects of the update: the bot needs
+        neither, and both cost CPU on every update.
+        """
         if not self.application.running:
             return  # stopping: the stored update is replayed at the next start
         try:
-            update = Update.de_json(dict(payload), self.application.bot)
-        except Exception:  # a malformed update must not stop the others
+            received = read_update(payload)
+        except UnreadableUpdateError:  # a malformed update must not stop the others
             log.warning("unreadable Telegram update %s", payload.get("update_id"), exc_info=True)
             async with self._sessions() as session, session.begin():
                 await inbox.record_failure(
@@ -134,38 +139,51 @@ class TelegramChannel:
                     now=self._clock.now(),
                 )
             return
-        await self.application.update_queue.put(update)
+        self.application.create_task(self._answer_in_turn(str(payload["update_id"]), received))
 
     async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Answer an update from long polling."""
+        key = str(update.update_id)
         try:
-            await self._answer(update)
+            received = read_update(update.to_dict())
+        except UnreadableUpdateError:
+            log.warning("unreadable Telegram update %s", key, exc_info=True)
+            received = None
+        await self._answer_in_turn(key, received)
+
+    async def _answer_in_turn(self, key: str, received: Received | None) -> None:
+        try:
+            if received is not None:
+                async with self._answering:
+                    await self._answer(received)
         finally:
             for observer in self._observers:
-                observer(str(update.update_id))
+                observer(key)
 
-    async def _answer(self, update: Update) -> None:
-        incoming = to_incoming(update)
-        if incoming is None:
-            return
+    async def _answer(self, received: Received) -> None:
+        incoming = received.incoming
         outcome = await self._dispatcher.handle(incoming)
         if outcome.queued_notifications:
             self._on_queued()
         try:
-            await self._render(update, int(incoming.chat_id), outcome)
+            await self._render(received, int(incoming.chat_id), outcome)
         except Forbidden:
             log.info("chat %s blocked the bot before our answer", incoming.chat_id)
         except TelegramError:
-            log.warning("could not answer update %s", update.update_id, exc_info=True)
+            log.warning("could not answer update %s", incoming.update_key, exc_info=True)
 
-    async def _render(self, update: Update, chat_id: int, outcome: Outcome) -> None:
-        query = update.callback_query
-        if query is not None:
+    async def _render(self, received: Received, chat_id: int, outcome: Outcome) -> None:
+        bot = self.application.bot
+        if received.callback_query_id is not None:
             notice = (outcome.choice_notice or "")[:_CALLBACK_NOTICE_LIMIT] or None
-            await query.answer(text=notice)
-            if outcome.choice_accepted and query.message is not None:
+            await bot.answer_callback_query(received.callback_query_id, text=notice)
+            if outcome.choice_accepted and received.pressed_on is not None:
                 # Spent buttons disappear, so the same choice cannot be pressed twice.
+                chat, message_id = received.pressed_on
                 with contextlib.suppress(BadRequest):
-                    await query.edit_message_reply_markup(reply_markup=None)
+                    await bot.edit_message_reply_markup(
+                        chat_id=chat, message_id=message_id, reply_markup=None
+                    )
         for reply in outcome.replies:
             await self._send(chat_id, reply)
 
@@ -185,10 +203,16 @@ class TelegramChannel:
             for i, part in enumerate(texts)
         ]
         for attachment in reply.attachments:
+            # A file the bot made is uploaded from memory; others are sent by Telegram's file id.
+            file: str | InputFile = (
+                InputFile(attachment.content, filename=attachment.name)
+                if attachment.content is not None
+                else attachment.file_ref
+            )
             if attachment.kind == "photo":
-                calls.append(("send_photo", {"photo": attachment.file_ref}))
+                calls.append(("send_photo", {"photo": file}))
             else:
-                calls.append(("send_document", {"document": attachment.file_ref}))
+                calls.append(("send_document", {"document": file}))
         for index, (method, fields) in enumerate(calls):
             if index < skip_parts:
                 continue
@@ -207,7 +231,12 @@ class TelegramChannel:
         for attempt in range(_RETRIES_AFTER_429 + 1):
             await self.limiter.acquire(chat, group=chat.startswith("-"), per_chat=pushed)
             try:
-                await getattr(bot, method)(chat_id=chat_id, **fields)
+                if method == "send_message" and isinstance(bot.request, AiohttpRequest):
+                    # A text: the lean path (see JsonParameters), same call, same errors.
+                    url = f"{bot.base_url}/sendMessage"
+                    await bot.request.post_json(url, {"chat_id": chat_id, **fields})
+                else:
+                    await getattr(bot, method)(chat_id=chat_id, **fields)
                 return
             except RetryAfter as error:
                 # Telegram wants every send of this bot to wait, not only this one.

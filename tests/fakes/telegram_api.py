@@ -56,6 +56,7 @@ class SentMessage:
     message_id: int
     buttons: list[list[dict[str, str]]] = field(default_factory=list)
     file_id: str | None = None  # sendPhoto, sendDocument: the file sent
+    content: bytes | None = field(default=None, repr=False)  # an uploaded file's bytes
 
     @property
     def labels(self) -> list[str]:
@@ -410,8 +411,15 @@ class FakeTelegramAPI:
         buttons = _buttons(params)
         if isinstance(buttons, web.Response):
             return buttons
+        upload = getattr(value, "file", None)
         message = SentMessage(
-            method, chat_id, caption, next(self._message_ids), buttons, file_id=str(file_id)
+            method,
+            chat_id,
+            caption,
+            next(self._message_ids),
+            buttons,
+            file_id=str(file_id),
+            content=upload.read() if upload is not None else None,
         )
         await self._record(message)
         return _message_json(message)
