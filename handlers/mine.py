@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from handlers import commendations
 from handlers.commitments import CONTENT_MAX, CONTENT_MIN, PACT_ACTION, registration_is_late
 from handlers.context import ACTION_PREFIX, Context
 from handlers.parsing import format_number, parse_percent
@@ -98,6 +99,7 @@ async def show(ctx: Context) -> None:
             )
         )
     lines += await _initiative_lines(ctx, scope)
+    lines += await commendations.mine_lines(ctx, scope)
     if choices:
         lines.append(ctx.t("mine.pick_hint"))
     ctx.reply("\n".join(lines), choices)

@@ -18,6 +18,12 @@ class Action(enum.StrEnum):
     VIEW_UNIT_PROGRESS = "view_unit_progress"
     BROADCAST = "broadcast"
     REVIEW_INITIATIVE = "review_initiative"
+    SET_TARGETS = "set_targets"
+    COMMEND = "commend"
+    REVIEW_STORY = "review_story"
+    SUBMIT_REPORT = "submit_report"
+    EXPORT_REPORT = "export_report"
+    VIEW_RANKING = "view_ranking"
 
 
 _OFFICER_ROLES = frozenset({Role.OFFICER, Role.ADMIN})
@@ -40,4 +46,7 @@ def can(member: Member | None, action: Action, target: Unit, member_unit: Unit) 
     """
     if not is_officer(member) or member is None or member.unit_id != member_unit.id:
         return False
+    if action == Action.SET_TARGETS:
+        # Targets are handed down one level: an officer sets those of the units right below.
+        return target.parent_id == member_unit.id
     return is_within(target, member_unit)

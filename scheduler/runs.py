@@ -11,13 +11,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.context import ACTION_PREFIX
 from handlers.i18n import Catalogue
-from storage import accounts, outbox, units
+from handlers.types import Choice, Reply
+from storage import accounts, outbox, recognition, units, upward
 from storage import broadcasts as broadcast_store
 from storage import commitments as commitment_store
 from storage import members as member_store
 from storage.models import (
-    Audience,
     Broadcast,
     BroadcastStatus,
     Campaign,
@@ -55,7 +56,7 @@ async def execute(session: AsyncSession, run: Run, ctx: RunContext) -> int:
     match run.kind:
         case RunKind.MILESTONE | RunKind.NOTICE:
             return await _milestone(session, run, ctx)
-        case RunKind.REMINDER:
+        case RunKind.REMINDER | RunKind.OVERDUE:
             return await _reminder(session, run, ctx)
         case RunKind.PHASE_START:
             return await _phase_start(session, run, ctx)
@@ -65,6 +66,8 @@ async def execute(session: AsyncSession, run: Run, ctx: RunContext) -> int:
             return await _digest(session, run, ctx)
         case RunKind.BROADCAST:
             return await _broadcast(session, run, ctx)
+        case RunKind.STORY_ROUNDUP:
+            return await _story_roundup(session, run, ctx)
     raise ValueError(f"unknown run kind {run.kind!r}")
 
 
@@ -132,13 +135,16 @@ async def _broadcast_to(
     return broadcast, await broadcast_store.queue(session, broadcast, root, ctx.now)
 
 
-async def _tell(session: AsyncSession, member_id: int, text: str, now: datetime) -> int | None:
-    """Queue a text to a member's preferred account; return the account's id, if any."""
+async def _tell(
+    session: AsyncSession, member_id: int, message: str | Reply, now: datetime
+) -> int | None:
+    """Queue a message to a member's preferred account; return the account's id, if any."""
     account = await accounts.preferred(session, member_id)
     if account is None:
         return None
+    reply = message if isinstance(message, Reply) else Reply(text=message)
     outbox.enqueue(
-        session, account_id=account.id, channel=account.channel, payload={"text": text}, now=now
+        session, account_id=account.id, channel=account.channel, payload=reply.to_dict(), now=now
     )
     return account.id
 
@@ -196,6 +202,8 @@ async def _reminder(session: AsyncSession, run: Run, ctx: RunContext) -> int:
         return 0
     campaign, root = await _campaign_root(session, deadline.campaign_id)
     fields = {"title": deadline.title, "date": _day(deadline.due_on), "days": run.days_before}
+    if deadline.kind == DeadlineKind.REPORT:
+        return await _report_reminders(session, run, root, deadline, fields, ctx)
     if deadline.kind == DeadlineKind.COMMITMENT_REGISTRATION:
         key = (
             "schedule.reminder_register_tomorrow"
@@ -216,17 +224,37 @@ async def _reminder(session: AsyncSession, run: Run, ctx: RunContext) -> int:
         withdrawn = await outbox.withdraw(session, broadcast.id, told)
         broadcast.recipients -= withdrawn
         return sent - withdrawn + len(told)
-    if deadline.kind == DeadlineKind.CONGRESS_WORK_REGISTRATION:
-        return await _congress_work_reminders(session, root, campaign, fields, ctx)
-    text = ctx.texts("schedule.reminder_report", **fields)
-    if deadline.audience == Audience.MEMBERS:
-        return await _announce(session, run, root, text, ctx)
-    if deadline.audience == Audience.OFFICERS:
-        return await _announce(session, run, root, text, ctx, audience="officers")
+    return await _congress_work_reminders(session, root, campaign, fields, ctx)
+
+
+async def _report_reminders(
+    session: AsyncSession,
+    run: Run,
+    root: Unit,
+    deadline: Deadline,
+    fields: Mapping[str, object],
+    ctx: RunContext,
+) -> int:
+    """Send the form to CĐCS officers who have not reported; list those late to the level above."""
+    done = await upward.submitted_units(session, deadline.id)
+    missing = [u for u in await upward.grassroots_under(session, root) if u.id not in done]
+    if not missing:
+        return 0
+    key = "upward.form_overdue" if run.kind == RunKind.OVERDUE else "upward.form_reminder"
+    button = (Choice(ctx.texts("upward.open_form"), f"{ACTION_PREFIX}:report:{deadline.id}"),)
     sent = 0
     for officer, unit in await member_store.officers_under(session, root):
         if unit.kind == UnitKind.GRASSROOTS:
-            sent += _one(await _tell(session, officer.id, text, ctx.now))
+            if unit in missing:
+                form = Reply(text=ctx.texts(key, unit=unit.name, **fields), choices=button)
+                sent += _one(await _tell(session, officer.id, form, ctx.now))
+            continue
+        below = [u for u in missing if u.path.startswith(unit.path)]
+        if not below:
+            continue
+        head = ctx.texts("upward.officer_missing", unit=unit.name, count=len(below), **fields)
+        lines = [ctx.texts("schedule.unit_line", unit=u.name) for u in below]
+        sent += _one(await _tell(session, officer.id, _listed(ctx, head, lines), ctx.now))
     return sent
 
 
@@ -425,3 +453,20 @@ async def _broadcast(session: AsyncSession, run: Run, ctx: RunContext) -> int:
     queued = await broadcast_store.queue(session, broadcast, scope, ctx.now)
     log.info("scheduled broadcast %s queued", broadcast.id)
     return queued
+
+
+async def _story_roundup(session: AsyncSession, run: Run, ctx: RunContext) -> int:
+    """Tell the campaign's members, once a week, which exemplar stories were approved."""
+    campaign, root = await _campaign_root(session, run.campaign_id)
+    stories = await recognition.approved_between(
+        session, campaign.id, run.at - timedelta(days=7), run.at
+    )
+    if not stories:
+        return 0
+    head = ctx.texts("story.roundup_title", count=len(stories))
+    lines = [
+        ctx.texts("story.roundup_line", name=story.subject_name, unit=unit.name)
+        for story, unit in stories
+    ]
+    text = _listed(ctx, head, lines, tail=ctx.texts("story.roundup_tail"))
+    return await _announce(session, run, root, text, ctx)

@@ -12,7 +12,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import broadcasts as broadcast_store
-from storage import schedule_runs
+from storage import recognition, schedule_runs
 from storage.models import Audience as DeadlineAudience
 from storage.models import (
     Broadcast,
@@ -35,16 +35,20 @@ from storage.models import (
 from storage.units import in_subtree
 
 DIGEST_WEEKDAY = 0  # Monday
+ROUNDUP_WEEKDAY = 4  # Friday
+OVERDUE_DAYS = (1, 3)  # days after a report's deadline when those late are reminded
 
 
 class RunKind(enum.StrEnum):
     MILESTONE = "milestone"
     NOTICE = "notice"
     REMINDER = "reminder"
+    OVERDUE = "overdue"  # a report not submitted after its deadline
     PHASE_START = "phase_start"
     PHASE_REVIEW = "phase_review"
     DIGEST = "digest"
     BROADCAST = "broadcast"
+    STORY_ROUNDUP = "story_roundup"  # the week's approved exemplar stories
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,7 @@ async def derive(
     ).all()
     for campaign in campaigns:
         runs += await _campaign_runs(session, campaign, config)
+        runs += await _roundup_runs(session, campaign, config, start, end)
     scheduled = await session.scalars(
         select(Broadcast).where(
             Broadcast.status == BroadcastStatus.SCHEDULED,
@@ -187,6 +192,21 @@ async def _campaign_runs(
                     expires=expires,
                 )
             )
+        if deadline.kind == DeadlineKind.REPORT:
+            # Units that have not reported are reminded after the deadline too.
+            for days in OVERDUE_DAYS:
+                runs.append(
+                    Run(
+                        key=f"deadline:{deadline.id}:T+{days}@{deadline.due_on.isoformat()}",
+                        kind=RunKind.OVERDUE,
+                        at=_at(deadline.due_on + timedelta(days=days), morning, zone),
+                        subject_id=deadline.id,
+                        campaign_id=campaign.id,
+                        title=deadline.title,
+                        days_before=days,
+                        expires=_at(deadline.due_on + timedelta(days=days + 1), time(0, 0), zone),
+                    )
+                )
     announced_starts = {m.falls_on for m in milestones if m.kind == MilestoneKind.PHASE_START}
     for phase in phases:
         # A phase-start milestone on the same day already carries the phase's focus.
@@ -227,6 +247,38 @@ async def _campaign_runs(
             )
         )
         day += timedelta(days=7)
+    return runs
+
+
+async def _roundup_runs(
+    session: AsyncSession, campaign: Campaign, config: PlanConfig, start: datetime, end: datetime
+) -> list[Run]:
+    """Return the weekly exemplar roundups in [start, end) of weeks with approved stories.
+
+    A roundup gathers the stories approved in the week before it; a week without any has no
+    run at all, so nothing empty is listed in /lichgui or sent.
+    """
+    zone, week = config.zone, timedelta(days=7)
+    approved = await recognition.approval_times(session, campaign.id, start - week, end)
+    if not approved:
+        return []
+    first = max(start.astimezone(zone).date(), campaign.starts_on)
+    day = first + timedelta(days=(ROUNDUP_WEEKDAY - first.weekday()) % 7)
+    runs: list[Run] = []
+    while day <= min(end.astimezone(zone).date(), campaign.ends_on + week):
+        at = _at(day, config.run_time, zone)
+        if any(at - week <= moment < at for moment in approved):
+            runs.append(
+                Run(
+                    key=f"stories:{campaign.id}@{day.isoformat()}",
+                    kind=RunKind.STORY_ROUNDUP,
+                    at=at,
+                    subject_id=campaign.id,
+                    campaign_id=campaign.id,
+                    title=campaign.name,
+                )
+            )
+        day += week
     return runs
 
 
@@ -281,7 +333,7 @@ async def audience_size(session: AsyncSession, run: Run, scope: Unit) -> int:
         scope = scope_unit
     elif run.kind in (RunKind.PHASE_REVIEW, RunKind.DIGEST):
         audience = broadcast_store.Audience(kind="officers")
-    elif run.kind == RunKind.REMINDER:
+    elif run.kind in (RunKind.REMINDER, RunKind.OVERDUE):
         deadline = await session.get(Deadline, run.subject_id)
         if deadline is None:
             return 0

@@ -320,8 +320,13 @@ async def test_runs_across_the_year_boundary_fall_on_their_local_days(
     assert f"digest:{people['campaign']}@2024-01-01" in (await scheduler.run_due()).ran
 
     queued = await inboxes(sessions)
-    assert [t for t in queued[MINH] if "Báo cáo tổng kết năm" in t] == [
-        "⏰ Nhắc hạn: Báo cáo tổng kết năm – hạn chót 03/01/2024, còn 7 ngày."
+    # The CĐCS officer gets the form; the officer above, the units that have not reported.
+    assert [t.splitlines()[0] for t in queued[HOA] if "Báo cáo tổng kết năm" in t] == [
+        "📝 Báo cáo tổng kết năm: hạn nộp 03/01/2024, còn 7 ngày."
+    ]
+    assert [t.splitlines()[0] for t in queued[MINH] if "Báo cáo tổng kết năm" in t] == [
+        "📝 Báo cáo tổng kết năm (hạn 03/01/2024): 2 công đoàn cơ sở dưới Công đoàn các Khu "
+        "công nghiệp tỉnh Ninh Thuận chưa nộp báo cáo:"
     ]
     assert all("Báo cáo tổng kết năm" not in t for t in queued[LAN])  # officers only
 

@@ -434,6 +434,11 @@ FILE_CASES: dict[str, tuple[str, bytes, ImportProblem]] = {
         b"PK\x03\x04",
         ImportProblem(1, "unreadable_file", {"reason": "unsupported_type"}),
     ),
+    "cluster name too long": (
+        "units.csv",
+        (HEADER + ",cluster\nA,Công đoàn A,LDLD-NT,upper,," + "K" * 65 + "\n").encode(),
+        ImportProblem(2, "bad_cluster", {"code": "A", "maximum": "64"}),
+    ),
 }
 
 

@@ -19,6 +19,8 @@ from storage.models import Sector, Unit, UnitKind
 from storage.text import clean_line, fold
 
 COLUMNS = ("code", "name", "parent_code", "kind", "sector")
+# Optional: a file without the column leaves the units' clusters as they are.
+OPTIONAL_COLUMNS = ("cluster",)
 
 PROBLEM_KINDS = (
     "missing_column",
@@ -27,6 +29,7 @@ PROBLEM_KINDS = (
     "bad_name",
     "bad_kind",
     "bad_sector",
+    "bad_cluster",
     "duplicate_code",
     "unknown_parent",
     "cycle",
@@ -38,6 +41,7 @@ PROBLEM_KINDS = (
 UNREADABLE_REASONS = ("cannot_open", "unsupported_type", "not_utf8", "bad_csv", "bad_xlsx")
 
 MAX_NAME_LENGTH = 255
+MAX_CLUSTER_LENGTH = 64
 _CODE = re.compile(r"[A-Z0-9._-]{1,32}")
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
 
@@ -79,6 +83,8 @@ class UnitRow:
     parent_code: str
     kind: str
     sector: str
+    # The emulation cluster (khối, cụm thi đua); None when the file has no cluster column.
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,8 @@ class _Parsed:
     parent_code: str | None
     kind: UnitKind | None
     sector: Sector | None
+    cluster: str | None = None
+    cluster_given: bool = False  # the file has a cluster column
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,7 @@ class _Existing:
     parent_id: int | None
     path: str
     depth: int
+    cluster: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +240,7 @@ def _rows_from_table(table: Iterable[tuple[int, list[str]]]) -> list[UnitRow]:
             parent_code=cell(cells, "parent_code"),
             kind=cell(cells, "kind"),
             sector=cell(cells, "sector"),
+            cluster=cell(cells, "cluster") if "cluster" in positions else None,
         )
         for number, cells in rows
         if not _is_blank(cells)
@@ -281,6 +291,10 @@ def _parse_rows(rows: list[UnitRow]) -> tuple[dict[str, _Parsed], set[str], list
                 problems.append(
                     ImportProblem(row.line, "bad_sector", {"value": row.sector.strip()})
                 )
+        cluster = clean_line(row.cluster) if row.cluster is not None else None
+        if cluster is not None and len(cluster) > MAX_CLUSTER_LENGTH:
+            fields = {"code": code, "maximum": str(MAX_CLUSTER_LENGTH)}
+            problems.append(ImportProblem(row.line, "bad_cluster", fields))
         if not code_ok:
             continue
         first = parsed.get(code)
@@ -292,7 +306,16 @@ def _parse_rows(rows: list[UnitRow]) -> tuple[dict[str, _Parsed], set[str], list
             )
             continue
         parent_code = _normalize_code(row.parent_code) or None
-        parsed[code] = _Parsed(row.line, code, name, parent_code, kind, sector)
+        parsed[code] = _Parsed(
+            row.line,
+            code,
+            name,
+            parent_code,
+            kind,
+            sector,
+            cluster=cluster or None,
+            cluster_given=row.cluster is not None,
+        )
     return parsed, seen, problems
 
 
@@ -400,9 +423,10 @@ async def _load_existing(session: AsyncSession) -> dict[str, _Existing]:
             Unit.parent_id,
             Unit.path,
             Unit.depth,
+            Unit.cluster,
         )
     )
-    return {row.code: _Existing(*row) for row in result}
+    return {row.code: _Existing(*tuple(row)) for row in result}
 
 
 def _depths(parents: Mapping[str, str | None]) -> dict[str, int]:
@@ -480,6 +504,8 @@ async def _apply(
                 "sector": old.sector,
                 "parent_id": old.parent_id,
             }
+            if row.cluster_given:
+                current["cluster"] = old.cluster
             if values | {"parent_id": tree_values["parent_id"]} != current:
                 updated += 1
                 changed.append(values | tree_values | {"updated_at": now})
@@ -502,9 +528,12 @@ async def _apply(
 
 
 def _unit_values(row: _Parsed) -> dict[str, Any]:
-    return {
+    values = {
         "name": row.name,
         "name_folded": fold(row.name)[:MAX_NAME_LENGTH],
         "kind": row.kind,
         "sector": row.sector,
     }
+    if row.cluster_given:
+        values["cluster"] = row.cluster
+    return values
