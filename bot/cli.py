@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -16,12 +17,14 @@ from typing import Any
 from telegram import Bot
 from telegram.error import TelegramError
 
-from bot import logs
+from bot import logs, serving
 from bot.app import BotRuntime
 from bot.settings import Settings, SettingsError, load_settings
-from handlers import schedule_view
+from handlers import reports, schedule_view
 from handlers.i18n import Catalogue
-from storage import app_state, invitations, schedule, units
+from storage import app_state, campaigns, invitations, schedule, units
+from storage import reports as report_store
+from storage.backup import BackupError, backup_sqlite, restore_sqlite, sqlite_path
 from storage.campaign_file import (
     MAX_YEAR,
     MIN_YEAR,
@@ -33,6 +36,7 @@ from storage.campaign_template import TemplateNote, new_campaign_text
 from storage.clock import SystemClock
 from storage.engine import create_engine, create_session_factory
 from storage.importers.campaigns import import_campaign
+from storage.importers.targets import TargetImportError, import_targets
 from storage.importers.units import ImportProblem, UnitImportError, import_units
 from storage.migrate import current_revision, upgrade
 from storage.models import Role
@@ -48,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("run", help="run the bot (Telegram polling or webhook)")
     commands.add_parser("demo", help="chat with the bot in the terminal, on sample data")
+    backup = commands.add_parser("backup", help="copy the SQLite database, even while running")
+    backup.add_argument("--out", type=Path, required=True)
+    restore = commands.add_parser("restore", help="replace the SQLite database by a backup")
+    restore.add_argument("file", type=Path)
+    restore.add_argument("--yes", action="store_true", help="confirm replacing the database")
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     db_commands.add_parser("upgrade", help="apply every migration")
@@ -57,6 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer = units_commands.add_parser("import", help="import units from CSV or XLSX")
     importer.add_argument("file", type=Path)
+    publish = units_commands.add_parser(
+        "publish", help="the Telegram channel or group where a unit's approved stories go"
+    )
+    publish.add_argument("unit_code")
+    publish.add_argument("chat_id", nargs="?", help="-100... or @channelname")
+    publish.add_argument("--clear", action="store_true", help="remove the unit's own channel")
+    targets_parser = commands.add_parser("targets", help="the units' targets (chỉ tiêu)")
+    targets_commands = targets_parser.add_subparsers(
+        dest="targets_command", metavar="ACTION", required=True
+    )
+    targets_import = targets_commands.add_parser(
+        "import", help="import targets from CSV or XLSX: unit_code,campaign,metric,value"
+    )
+    targets_import.add_argument("file", type=Path)
     campaign = commands.add_parser("campaign", help="the yearly campaign file")
     campaign_commands = campaign.add_subparsers(
         dest="campaign_command", metavar="ACTION", required=True
@@ -82,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="list as if it were this day, YYYY-MM-DD (default: now)",
     )
+    report = commands.add_parser(
+        "report", help="a unit's campaign report as a spreadsheet (xlsx) or CSV files (zip)"
+    )
+    report.add_argument("--unit", required=True, help="the unit code: its whole subtree")
+    report.add_argument("--phase", type=int, default=None, help="only this phase (1, 2, ...)")
+    report.add_argument(
+        "--format",
+        choices=["xlsx", "csv"],
+        default="xlsx",
+        help="xlsx (default), or csv: a ZIP of one UTF-8 CSV file per sheet",
+    )
+    report.add_argument("--out", type=Path, required=True, help="the file to write")
     invite = commands.add_parser("invite", help="create an invitation code for a unit")
     invite.add_argument("unit_code")
     invite.add_argument("--role", choices=[Role.MEMBER.value, Role.OFFICER.value], default="member")
@@ -105,13 +140,22 @@ def main(argv: list[str] | None = None) -> int:
         "run": lambda: _run(settings),
         "demo": lambda: _demo(settings),
         "db": lambda: _db_upgrade(settings, texts),
-        "units": lambda: _units_import(settings, texts, args.file),
+        "units": lambda: (
+            _units_publish(settings, texts, args)
+            if args.units_command == "publish"
+            else _units_import(settings, texts, args.file)
+        ),
+        "targets": lambda: _targets_import(settings, texts, args.file),
         "campaign": lambda: _campaign(settings, texts, args),
         "invite": lambda: _invite(settings, texts, args),
+        "backup": lambda: _backup(settings, texts, args.out),
+        "restore": lambda: _restore(settings, texts, args.file, confirmed=args.yes),
+        "report": lambda: _report(settings, texts, args),
         "schedule": lambda: _schedule_list(settings, texts, args.days, args.start),
     }
     try:
-        return asyncio.run(actions[command]())
+        # The bot itself runs on uvloop where installed (bot.serving); one-off commands do not.
+        return (serving.run if command == "run" else asyncio.run)(actions[command]())
     except KeyboardInterrupt:
         print(texts("cli.interrupted"), file=sys.stderr)
         return EXIT_FAILED
@@ -125,6 +169,7 @@ async def _run(settings: Settings) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     await runtime.start()
+    serving.tune_gc()
     try:
         await stop.wait()
     finally:
@@ -139,6 +184,46 @@ async def _demo(settings: Settings) -> int:
     if settings.log_level in ("DEBUG", "INFO"):
         logs.configure("WARNING")
     await run_demo(settings)
+    return EXIT_OK
+
+
+async def _backup(settings: Settings, texts: Catalogue, out: Path) -> int:
+    database = sqlite_path(settings.database_url)
+    if database is None:
+        print(texts("cli.backup_postgres"), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        size = await asyncio.to_thread(backup_sqlite, database, out)
+    except BackupError as error:
+        print(texts(f"cli.backup_{error.problem}", **error.fields), file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as error:
+        print(texts("cli.backup_failed", problem=error.strerror or error), file=sys.stderr)
+        return EXIT_FAILED
+    print(texts("cli.backup_done", path=out, size=round(size / 1024)))
+    return EXIT_OK
+
+
+async def _restore(settings: Settings, texts: Catalogue, backup: Path, *, confirmed: bool) -> int:
+    database = sqlite_path(settings.database_url)
+    if database is None:
+        print(texts("cli.backup_postgres"), file=sys.stderr)
+        return EXIT_USAGE
+    if not confirmed:
+        print(texts("cli.restore_confirm", database=database, path=backup), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        await asyncio.to_thread(restore_sqlite, backup, database)
+    except BackupError as error:
+        print(texts(f"cli.backup_{error.problem}", **error.fields), file=sys.stderr)
+        return EXIT_FAILED
+    # A backup from an older version is brought up to date at once.
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    print(texts("cli.restore_done", database=database, path=backup))
     return EXIT_OK
 
 
@@ -183,12 +268,88 @@ async def _units_import(settings: Settings, texts: Catalogue, path: Path) -> int
     return EXIT_OK
 
 
-def describe_problem(texts: Catalogue, problem: ImportProblem) -> str:
+# A Telegram chat a bot can post to: a numeric chat id, or a public channel's @username.
+_PUBLISH_CHAT = re.compile(r"-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31}")
+
+
+async def _units_publish(settings: Settings, texts: Catalogue, args: argparse.Namespace) -> int:
+    """Set (or clear) where a unit's approved exemplar stories are published."""
+    chat = None if args.clear else (args.chat_id or "").strip()
+    if chat is not None and not chat:
+        print(texts("cli.publish_missing"), file=sys.stderr)
+        return EXIT_USAGE
+    if chat is not None and not _PUBLISH_CHAT.fullmatch(chat):
+        print(texts("cli.publish_bad_chat", chat=chat), file=sys.stderr)
+        return EXIT_USAGE
+    engine = create_engine(settings.database_url)
+    sessions = create_session_factory(engine)
+    try:
+        await upgrade(engine)
+        async with sessions() as session, session.begin():
+            unit = await units.get_by_code(session, args.unit_code)
+            if unit is None:
+                print(texts("cli.unit_unknown", code=args.unit_code), file=sys.stderr)
+                return EXIT_FAILED
+            unit.publish_chat = chat
+            name, code = unit.name, unit.code
+    finally:
+        await engine.dispose()
+    if chat is None:
+        print(texts("cli.publish_cleared", unit=name, code=code))
+    else:
+        print(texts("cli.publish_set", unit=name, code=code, chat=chat))
+    return EXIT_OK
+
+
+async def _targets_import(settings: Settings, texts: Catalogue, path: Path) -> int:
+    """Import a target file; list every problem by line, or warn of parents left short."""
+    if not await asyncio.to_thread(path.is_file):
+        print(texts("cli.file_missing", path=path), file=sys.stderr)
+        return EXIT_FAILED
+    engine = create_engine(settings.database_url)
+    sessions = create_session_factory(engine)
+    try:
+        await upgrade(engine)
+        async with sessions() as session, session.begin():
+            report = await import_targets(session, path, SystemClock().now())
+    except TargetImportError as error:
+        print(texts("targets.cli.rejected", path=path, count=len(error.problems)), file=sys.stderr)
+        for problem in error.problems:
+            print(describe_problem(texts, problem, prefix="targets.import"), file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await engine.dispose()
+    print(
+        texts(
+            "targets.cli.imported",
+            created=report.created,
+            updated=report.updated,
+            unchanged=report.unchanged,
+        )
+    )
+    for note in report.shortfalls:
+        short = note.shortfall
+        print(
+            texts(
+                "targets.cli.shortfall",
+                code=note.unit_code,
+                unit=note.unit_name,
+                campaign=note.campaign_code,
+                total=short.children_total,
+                target=short.parent_target,
+                missing=short.missing,
+                without=short.children_without,
+            )
+        )
+    return EXIT_OK
+
+
+def describe_problem(texts: Catalogue, problem: ImportProblem, prefix: str = "import") -> str:
     """Say in Vietnamese what is wrong with one line of an imported file."""
     fields = dict(problem.fields)
     if "reason" in fields:
         fields["reason"] = texts(f"import.reason.{fields['reason']}")
-    return texts(f"import.{problem.kind}", line=problem.line, **fields)
+    return texts(f"{prefix}.{problem.kind}", line=problem.line, **fields)
 
 
 async def _campaign(settings: Settings, texts: Catalogue, args: argparse.Namespace) -> int:
@@ -342,6 +503,70 @@ async def _schedule_list(
                 )
     finally:
         await engine.dispose()
+    return EXIT_OK
+
+
+async def _report(settings: Settings, texts: Catalogue, args: argparse.Namespace) -> int:
+    """Write a unit's campaign report, its whole subtree, optionally one phase."""
+    engine = create_engine(settings.database_url)
+    sessions = create_session_factory(engine)
+    now = SystemClock().now()
+    try:
+        await upgrade(engine)
+        async with sessions() as session:
+            unit = await units.get_by_code(session, args.unit)
+            if unit is None:
+                print(texts("cli.unit_unknown", code=args.unit), file=sys.stderr)
+                return EXIT_FAILED
+            campaign = await campaigns.for_unit(session, unit, now.astimezone(settings.zone).date())
+            if campaign is None:
+                print(texts("report.cli.no_campaign", code=unit.code), file=sys.stderr)
+                return EXIT_FAILED
+            phase = None
+            if args.phase is not None:
+                phases = await campaigns.phases(session, campaign.id)
+                phase = next((p for p in phases if p.number == args.phase), None)
+                if phase is None:
+                    numbers = ", ".join(str(p.number) for p in phases) or "–"
+                    print(
+                        texts(
+                            "report.cli.unknown_phase",
+                            campaign=campaign.name,
+                            number=args.phase,
+                            numbers=numbers,
+                        ),
+                        file=sys.stderr,
+                    )
+                    return EXIT_FAILED
+            data = await report_store.load(session, unit, campaign, phase=phase, zone=settings.zone)
+    finally:
+        await engine.dispose()
+
+    def render() -> tuple[int, bytes]:
+        sheets = reports.tables(data, texts, settings.zone, now)
+        if args.format == "csv":
+            return len(sheets), reports.csv_zip_bytes(sheets, now, settings.zone)
+        return len(sheets), reports.xlsx_bytes(sheets)
+
+    files, content = await asyncio.to_thread(render)
+    try:
+        await asyncio.to_thread(args.out.write_bytes, content)
+    except OSError:
+        print(texts("report.cli.cannot_write", path=args.out), file=sys.stderr)
+        return EXIT_FAILED
+    total = data.summary_of(data.root.id)
+    figures = {
+        "path": args.out,
+        "units": len(data.units),
+        "members": total.members,
+        "commitments": total.commitments,
+        "initiatives": len(data.initiatives),
+        "commendations": total.commendations,
+    }
+    if args.format == "csv":
+        print(texts("report.cli.written_csv", files=files, **figures))
+    else:
+        print(texts("report.cli.written", **figures))
     return EXIT_OK
 
 
