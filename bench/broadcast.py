@@ -1,6 +1,6 @@
 """Broadcast delivery: the real bot draining a big broadcast against Telegram's limits.
 
-Run: `.venv/bin/python -m bench.broadcast` (full, about 8 minutes; writes
+Run: `.venv/bin/python -m bench.broadcast` (full, 6 to 12 minutes; writes
 bench/results-broadcast.md) or `--quick` (a smoke run of about a minute; prints only).
 
 * Each delivery run creates a scratch PostgreSQL database on the server at BENCH_POSTGRES_URL
@@ -11,12 +11,15 @@ bench/results-broadcast.md) or `--quick` (a smoke run of about a minute; prints 
   process, enforcing Telegram's limits (30 messages/s, 1,000/s with paid broadcasts, 1/s per
   chat with a burst of 3) and answering every request after 50 ms.
 * The bot runs as a child process, `python -m bot run` in webhook mode, with
-  TELEGRAM_RATE_LIMIT at the limit under test and the delivery settings given. Its peak memory
-  is /proc/<pid>/status VmHWM read just before it is stopped.
+  TELEGRAM_RATE_LIMIT at the limit under test, no quiet hours, and DELIVERY_CONCURRENCY fitted
+  to the limit (see `fitting_concurrency`); one shorter paid run keeps the bot's default to
+  show why. Its peak memory is /proc/<pid>/status VmHWM read just before it is stopped.
 * Then a million members are queued: one more scratch database, 1,000,000 members with accounts
-  over 1,000 grassroots units, ANALYZE, and `storage.broadcasts.queue` timed with its commit.
-  The same is timed on a few thousand members without fresh statistics (just loaded, not yet
-  analysed), where the plan PostgreSQL picks is quadratic.
+  over 1,000 grassroots units, ANALYZE, and `storage.broadcasts.queue` timed with its commit,
+  after a CHECKPOINT so that each timing starts alike. It is timed again on the same data
+  without the outbox's foreign keys, a schema change under consideration (their per-row
+  checks cost more than half the time). The same is timed on a few thousand members without
+  fresh statistics (just loaded, not yet analysed), where a bad plan once made it quadratic.
 
 Every child process is stopped and every scratch database dropped on exit.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import platform
 import resource
@@ -45,9 +49,20 @@ import asyncpg
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
+from bot.settings import Settings
+from handlers.types import Reply
+from storage import broadcasts, outbox
 from storage.engine import SessionFactory, create_engine, create_session_factory
 from storage.migrate import upgrade
-from storage.models import Member, OutboxMessage, OutboxStatus, Unit, UnitKind
+from storage.models import (
+    Broadcast,
+    BroadcastStatus,
+    Member,
+    OutboxMessage,
+    OutboxStatus,
+    Unit,
+    UnitKind,
+)
 from tests.bot_process import BotProcess, add_recipients, bot_env, queue_broadcast
 from tests.builders import add_member, add_unit
 from tests.fakes.telegram_api import FakeLimits, FakeTelegramAPI
@@ -65,7 +80,22 @@ TARGET_QUEUE_SECONDS = 10.0
 TARGET_MEMORY_MB = 200.0
 LEAVES = 1000  # grassroots units the million members are spread over
 NOTES = "\n### Findings"  # where the hand-written part of the results file starts
-DEFAULT_CONCURRENCY = "64,160"  # the default DELIVERY_CONCURRENCY, then one that can reach 1,000/s
+BOT_DEFAULT_CONCURRENCY = int(Settings.model_fields["delivery_concurrency"].default)
+# A sending slot is held for the API's answer, then until the outcome is written: the next
+# flush (every 50 ms) and its commit, about 0.1 s more. Claims between batches and each
+# batch's tail leave some slots idle, hence a little headroom; not more, because a bot whose
+# limiter is always full sends bursts that jitter pushes past the fake's exact bucket, and
+# each 429 pauses the whole channel for a second.
+SLOT_HELD_AFTER_ANSWER = 0.1
+HEADROOM = 1.1
+QUIET_BUSY = 0.1  # share of the machine busy that --wait-quiet accepts
+OUTBOX_FOREIGN_KEYS = ("fk_outbox_account_id_channel_accounts", "fk_outbox_broadcast_id_broadcasts")
+
+
+def fitting_concurrency(limit: int) -> int:
+    """Return a DELIVERY_CONCURRENCY that can keep `limit` messages a second in flight."""
+    needed = limit * (LATENCY + SLOT_HELD_AFTER_ANSWER) * HEADROOM
+    return max(BOT_DEFAULT_CONCURRENCY, math.ceil(needed / 10) * 10)
 
 
 @dataclass(frozen=True)
@@ -77,6 +107,7 @@ class Scenario:
     limit: int
     concurrency: int = 64
     lease: int = 60
+    target: bool = True  # False: shown for comparison, not held to the targets
 
 
 @dataclass
@@ -100,6 +131,8 @@ class Delivery:
     bot_cpu: float = 0.0
     machine_busy: float = 0.0
     timed_out: bool = False
+    claim_stale: float = 0.0  # one claim of a batch before the outbox is analysed
+    claim_fresh: float = 0.0  # and after
 
     @property
     def share(self) -> float:
@@ -119,6 +152,8 @@ class Queueing:
     seconds: float
     analysed: bool
     finished: bool = True
+    schema: str = "as migrated"
+    audience: str = "everyone"
 
 
 # --- scratch databases --------------------------------------------------------------------------
@@ -178,9 +213,25 @@ async def populate(
     return author, root, units
 
 
-async def analyse(sessions: SessionFactory) -> None:
+async def analyse(
+    sessions: SessionFactory, tables: str = "units, members, channel_accounts"
+) -> None:
     async with sessions() as session, session.begin():
-        await session.execute(text("ANALYZE units, members, channel_accounts"))
+        await session.execute(text(f"ANALYZE {tables}"))
+
+
+async def time_claim(sessions: SessionFactory, limit: int) -> float:
+    """Time one `storage.outbox.claim` of `limit` messages, rolled back."""
+    async with sessions() as session:
+        await session.begin()
+        now = datetime.now(UTC)
+        started = time.perf_counter()
+        await outbox.claim(
+            session, channel="telegram", worker="bench", now=now, until=now, limit=limit
+        )
+        took = time.perf_counter() - started
+        await session.rollback()
+    return took
 
 
 # --- delivery runs ------------------------------------------------------------------------------
@@ -200,6 +251,21 @@ def _busy_ticks() -> tuple[int, int]:
     return sum(values) - values[3] - values[4], sum(values)
 
 
+async def wait_for_quiet(limit: float) -> None:
+    """Wait up to `limit` seconds for other work on the machine to calm down."""
+    deadline = time.monotonic() + limit
+    while limit > 0:
+        before = _busy_ticks()
+        await asyncio.sleep(1.0)
+        after = _busy_ticks()
+        busy = (after[0] - before[0]) / max(after[1] - before[1], 1)
+        if busy <= QUIET_BUSY:
+            return
+        if time.monotonic() > deadline:
+            print(f"the machine is still {busy:.0%} busy; measuring anyway", flush=True)
+            return
+
+
 def _per_second(api: FakeTelegramAPI) -> tuple[float, int]:
     """Return the median count of the busy whole seconds, and how many seconds were idle."""
     seconds = sorted(api.delivery_seconds)
@@ -211,7 +277,9 @@ def _per_second(api: FakeTelegramAPI) -> tuple[float, int]:
     return (statistics.median(busy) if busy else 0.0), idle
 
 
-async def deliver(server_url: str, scenario: Scenario, workdir: Path) -> Delivery:
+async def deliver(
+    server_url: str, scenario: Scenario, workdir: Path, *, wait_quiet: float = 0.0
+) -> Delivery:
     """Queue a broadcast, let a bot child drain it through the limiting fake, and measure."""
     result = Delivery(scenario)
     async with scratch_database(server_url) as url:
@@ -231,6 +299,7 @@ async def deliver(server_url: str, scenario: Scenario, workdir: Path) -> Deliver
                 telegram_rate_limit=scenario.limit,
                 delivery_concurrency=scenario.concurrency,
                 delivery_lease_seconds=scenario.lease,
+                quiet_hours="",  # the bench must not depend on the hour it runs at
             ),
             workdir,
             name="bot-" + "".join(c if c.isalnum() else "-" for c in scenario.name),
@@ -243,6 +312,11 @@ async def deliver(server_url: str, scenario: Scenario, workdir: Path) -> Deliver
                 _, queued = await queue_broadcast(session, author, root, TEXT, datetime.now(UTC))
             result.queue_seconds = time.perf_counter() - started
             assert queued == scenario.recipients, queued
+            # A claim as the bot makes it, before and after the new rows are analysed (the
+            # server's autovacuum may be off; with it on, statistics lag by up to a minute).
+            result.claim_stale = await time_claim(sessions, scenario.concurrency * 8)
+            await analyse(sessions, "outbox")
+            result.claim_fresh = await time_claim(sessions, scenario.concurrency * 8)
             async with sessions() as session:
                 expected = set(
                     (
@@ -251,13 +325,14 @@ async def deliver(server_url: str, scenario: Scenario, workdir: Path) -> Deliver
                         )
                     ).all()
                 )
+            await wait_for_quiet(wait_quiet)
             await api.start()
             bot.env["TELEGRAM_API_BASE_URL"] = api.base_url
             busy_before = _busy_ticks()
             started = time.monotonic()
             await bot.start()
-            # Generous: a fifth of the limit, plus start-up.
-            deadline = started + 60 + scenario.recipients / (scenario.limit * 0.2)
+            # Bounded: 40 % of the limit, plus a minute (start-up, one lapsed claim).
+            deadline = started + 60 + scenario.recipients / (scenario.limit * 0.4)
             while api.delivered == 0 and time.monotonic() < deadline and bot.alive:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             result.startup_seconds = time.monotonic() - started
@@ -302,36 +377,129 @@ async def deliver(server_url: str, scenario: Scenario, workdir: Path) -> Deliver
 # --- queueing a million -------------------------------------------------------------------------
 
 
+async def _checkpoint(sessions: SessionFactory) -> None:
+    """Write out dirty pages so that every timing starts from the same state (if allowed)."""
+    with contextlib.suppress(Exception):
+        async with sessions() as session:
+            await session.execute(text("CHECKPOINT"))
+
+
+async def _time_one(
+    sessions: SessionFactory,
+    author: Member,
+    root: Unit,
+    recipients: int,
+    limit: float,
+    audience: broadcasts.Audience | None = None,
+) -> float | None:
+    """Time one `queue` (to everyone unless told) with its commit; None past `limit` s."""
+    async with sessions() as session:
+        try:
+            async with session.begin():
+                await session.execute(text(f"SET LOCAL statement_timeout = {int(limit * 1000)}"))
+                started = time.perf_counter()
+                now = datetime.now(UTC)
+                if audience is None:
+                    _, queued = await queue_broadcast(session, author, root, TEXT, now)
+                else:
+                    broadcast = Broadcast(
+                        author_id=author.id,
+                        scope_unit_id=root.id,
+                        payload=Reply(TEXT).to_dict(),
+                        audience=audience.to_dict(),
+                        status=BroadcastStatus.SCHEDULED,
+                        created_at=now,
+                    )
+                    session.add(broadcast)
+                    await session.flush()
+                    queued = await broadcasts.queue(session, broadcast, root, now)
+        except Exception as error:
+            if "statement timeout" not in str(error):
+                raise
+            return None
+        seconds = time.perf_counter() - started
+    assert queued == recipients, queued
+    return seconds
+
+
 async def time_queue(
-    server_url: str, recipients: int, *, analysed: bool, limit: float = 120.0
-) -> Queueing:
-    """Load `recipients` members, then time queueing a broadcast to all of them."""
+    server_url: str,
+    recipients: int,
+    *,
+    analysed: bool,
+    limit: float = 120.0,
+    without_foreign_keys: bool = False,
+    wait_quiet: float = 0.0,
+) -> list[Queueing]:
+    """Load `recipients` members, then time queueing a broadcast to all of them.
+
+    With `without_foreign_keys`, also time a broadcast to one grassroots unit among them, then
+    time the first again on the same data once the outbox's foreign keys are dropped from the
+    scratch database (when the schema still has them).
+    """
     async with scratch_database(server_url) as url:
         engine = create_engine(url)
         sessions = create_session_factory(engine)
         try:
             started = time.perf_counter()
-            author, root, _ = await populate(sessions, recipients, min(LEAVES, recipients))
+            author, root, units = await populate(sessions, recipients, min(LEAVES, recipients))
             if analysed:
                 await analyse(sessions)
             load_seconds = time.perf_counter() - started
-            async with sessions() as session:
-                try:
-                    async with session.begin():
-                        await session.execute(
-                            text(f"SET LOCAL statement_timeout = {int(limit * 1000)}")
+            variants: list[tuple[str, tuple[str, ...]]] = [("as migrated", ())]
+            if without_foreign_keys:
+                async with sessions() as session:
+                    present = set(
+                        (
+                            await session.scalars(
+                                text(
+                                    "SELECT conname FROM pg_constraint "
+                                    "WHERE conrelid = 'outbox'::regclass AND contype = 'f'"
+                                )
+                            )
+                        ).all()
+                    )
+                dropped = tuple(name for name in OUTBOX_FOREIGN_KEYS if name in present)
+                if dropped:
+                    variants.append(("without the outbox's foreign keys (proposed)", dropped))
+            results = []
+            for schema, constraints in variants:
+                async with sessions() as session, session.begin():
+                    # The same data each time: the rows of the previous timing go.
+                    await session.execute(text("TRUNCATE outbox"))
+                    for name in constraints:
+                        await session.execute(text(f"ALTER TABLE outbox DROP CONSTRAINT {name}"))
+                await _checkpoint(sessions)
+                await wait_for_quiet(wait_quiet)
+                seconds = await _time_one(sessions, author, root, recipients, limit)
+                results.append(
+                    Queueing(
+                        recipients,
+                        load_seconds,
+                        limit if seconds is None else seconds,
+                        analysed,
+                        finished=seconds is not None,
+                        schema=schema,
+                    )
+                )
+                if without_foreign_keys and not constraints:
+                    # A small audience in a big database: only its members should be read.
+                    unit = units[len(units) // 2]
+                    members = recipients // len(units)
+                    audience = broadcasts.Audience("units", unit_paths=(unit.path,))
+                    seconds = await _time_one(sessions, author, root, members, limit, audience)
+                    results.append(
+                        Queueing(
+                            members,
+                            load_seconds,
+                            limit if seconds is None else seconds,
+                            analysed,
+                            finished=seconds is not None,
+                            schema=schema,
+                            audience=f"one grassroots unit of the {recipients:,}",
                         )
-                        started = time.perf_counter()
-                        _, queued = await queue_broadcast(
-                            session, author, root, TEXT, datetime.now(UTC)
-                        )
-                except Exception as error:
-                    if "statement timeout" not in str(error):
-                        raise
-                    return Queueing(recipients, load_seconds, limit, analysed, finished=False)
-                seconds = time.perf_counter() - started
-            assert queued == recipients, queued
-            return Queueing(recipients, load_seconds, seconds, analysed)
+                    )
+            return results
         finally:
             await engine.dispose()
 
@@ -382,6 +550,10 @@ async def _pg_version(server_url: str) -> str:
         await connection.close()
 
 
+def _per_message(d: Delivery) -> str:
+    return f"{1000 * d.bot_cpu / d.delivered:.2f}" if d.delivered else "–"
+
+
 def _mark(ok: bool) -> str:
     return "met" if ok else "**NOT met**"
 
@@ -409,9 +581,13 @@ def report(
         "(30 messages/s; 1,000/s for sends with allow_paid_broadcast; 1/s per chat, burst 3), "
         f"429 with retry_after beyond them, every answer after {LATENCY * 1000:.0f} ms.",
         "- Bot: `python -m bot run` as a child process, webhook mode, PostgreSQL (a scratch "
-        "database), TELEGRAM_RATE_LIMIT = the limit; a broadcast to every recipient queued "
-        "before it starts. Drain and rate: from the first message the fake accepted to the "
-        "last; sustained: the median of the whole seconds in which messages went out; idle: "
+        "database), TELEGRAM_RATE_LIMIT = the limit, no quiet hours, DELIVERY_CONCURRENCY "
+        f"fitted to the limit: rate × ({LATENCY:g} s latency + {SLOT_HELD_AFTER_ANSWER:g} s) "
+        f"× {HEADROOM:g}, at least the default {BOT_DEFAULT_CONCURRENCY} (a comparison run "
+        "keeps the default); a broadcast to every recipient queued "
+        "before it starts, and the outbox analysed then (see the claim table). Drain and "
+        "rate: from the first message the fake accepted to the last; sustained: the median "
+        "of the whole seconds in which messages went out; idle: "
         "whole seconds in between in which none did. Peak memory: VmHWM of the bot process; "
         "machine busy: share of all CPUs busy during the run (other work on the machine "
         "included).",
@@ -429,25 +605,49 @@ def report(
             f"| {s.concurrency} | {d.drain_seconds:.1f} | {d.rate:.0f} | {d.share:.1%} "
             f"| {d.sustained_share:.1%} | {d.idle_seconds} "
             f"| {d.too_many} | {d.duplicates} | {d.losses} | {outbox} "
-            f"| {d.peak_kib / 1024:.0f} | {1000 * d.bot_cpu / max(d.delivered, 1):.2f} "
+            f"| {d.peak_kib / 1024:.0f} | {_per_message(d)} "
             f"| {d.machine_busy:.0%} |"
         )
     lines += [
         "",
-        "| queueing | recipients | statistics | load s | queue s (with commit) | rows/s |",
-        "|---|---:|---|---:|---:|---:|",
+        "| claim (`storage.outbox.claim`, one batch) | pending | batch | outbox not analysed s "
+        "| analysed s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for d in deliveries:
+        s = d.scenario
+        lines.append(
+            f"| {s.name} | {s.recipients:,} | {s.concurrency * 8} | {d.claim_stale:.3f} "
+            f"| {d.claim_fresh:.3f} |"
+        )
+    lines += [
+        "",
+        "Queueing: members loaded and analysed (or not, where marked), then a CHECKPOINT, then "
+        "`storage.broadcasts.queue` timed with its commit; the proposed schema is timed on the "
+        "same data after the outbox rows of the first timing are truncated and the outbox's "
+        "foreign keys dropped.",
+        "",
+        "| queueing | audience | recipients | statistics | schema | load s "
+        "| queue s (with commit) | rows/s |",
+        "|---|---|---:|---|---|---:|---:|---:|",
     ]
     for q in queueings:
         when = "fresh (ANALYZE)" if q.analysed else "none (just loaded)"
         took = f"{q.seconds:.2f}" if q.finished else f"> {q.seconds:.0f} (cancelled)"
         rows = f"{q.recipients / q.seconds:,.0f}" if q.finished else "–"
         lines.append(
-            f"| `storage.broadcasts.queue` | {q.recipients:,} | {when} | {q.load_seconds:.1f} "
-            f"| {took} | {rows} |"
+            f"| `storage.broadcasts.queue` | {q.audience} | {q.recipients:,} | {when} "
+            f"| {q.schema} | {q.load_seconds:.1f} | {took} | {rows} |"
         )
     lines += ["", "Targets:", ""]
     for d in deliveries:
         s = d.scenario
+        if not s.target:
+            lines.append(
+                f"- {s.name}: shown for comparison, not a target run ({d.share:.1%} of the "
+                f"limit; {d.duplicates} duplicates, {d.losses} losses)."
+            )
+            continue
         lines.append(
             f"- {s.name}: ≥ {TARGET_SHARE:.0%} of {s.limit}/s {_mark(d.share >= TARGET_SHARE)} "
             f"({d.share:.1%}); 0 duplicates {_mark(d.duplicates == 0)} ({d.duplicates}); "
@@ -456,10 +656,11 @@ def report(
             f"({d.peak_kib / 1024:.0f} MB)."
         )
     for q in queueings:
-        if q.analysed and q.recipients >= 1_000_000:
+        if q.analysed and q.recipients >= 1_000_000 and q.audience == "everyone":
             ok = q.finished and q.seconds <= TARGET_QUEUE_SECONDS
+            schema = "" if q.schema == "as migrated" else f", {q.schema}"
             lines.append(
-                f"- {q.recipients:,} queued in ≤ {TARGET_QUEUE_SECONDS:.0f} s {_mark(ok)} "
+                f"- {q.recipients:,} queued in ≤ {TARGET_QUEUE_SECONDS:.0f} s{schema} {_mark(ok)} "
                 f"({q.seconds:.2f} s)."
             )
     lines.append(f"- The benchmark process (fake API, polling) used {own_cpu:.1f} s of CPU.")
@@ -469,31 +670,35 @@ def report(
 # --- main ---------------------------------------------------------------------------------------
 
 
-def _scenarios(quick: bool, concurrencies: Sequence[int]) -> list[Scenario]:
+def _scenarios(quick: bool, paid_concurrency: int, compare: Sequence[int]) -> list[Scenario]:
     paid, free = (10_000, 300) if quick else (100_000, 1_500)
-    runs = [Scenario("paid 1,000/s", paid, 1000, concurrency=concurrencies[0])]
-    for extra in concurrencies[1:]:
-        runs.append(Scenario(f"paid 1,000/s, c={extra}", paid * 2 // 5, 1000, concurrency=extra))
-    runs.append(Scenario("free 30/s", free, 30, concurrency=concurrencies[0]))
+    runs = [Scenario("paid 1,000/s", paid, 1000, concurrency=paid_concurrency)]
+    for extra in compare:
+        runs.append(
+            Scenario(f"paid 1,000/s, c={extra}", paid // 5, 1000, concurrency=extra, target=False)
+        )
+    runs.append(Scenario("free 30/s", free, 30, concurrency=fitting_concurrency(30)))
     return runs
 
 
 async def run(options: argparse.Namespace) -> str:
     server_url = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_PG_URL)
     pg_version = await _pg_version(server_url)
-    concurrencies = [int(c) for c in options.concurrency.split(",")]
+    compare = [int(c) for c in options.compare.split(",") if c.strip()]
+    paid_concurrency = options.concurrency or fitting_concurrency(1000)
     deliveries = []
     with tempfile.TemporaryDirectory(prefix="bench-broadcast-") as workdir:
         logs = options.logs or Path(workdir)
-        for scenario in _scenarios(options.quick, concurrencies):
+        for scenario in _scenarios(options.quick, paid_concurrency, compare):
             print(f"delivering: {scenario}", flush=True)
-            result = await deliver(server_url, scenario, logs)
+            result = await deliver(server_url, scenario, logs, wait_quiet=options.wait_quiet)
             print(
                 f"  {result.rate:.0f}/s ({result.share:.1%}), sustained "
                 f"{result.sustained_share:.1%}, idle {result.idle_seconds} s, "
                 f"{result.too_many} 429s, {result.duplicates} duplicates, {result.losses} "
                 f"losses, {result.statuses}, peak {result.peak_kib / 1024:.0f} MB, "
-                f"start-up {result.startup_seconds:.1f} s, queue {result.queue_seconds:.2f} s",
+                f"start-up {result.startup_seconds:.1f} s, queue {result.queue_seconds:.2f} s, "
+                f"claim {result.claim_stale:.3f} s stale, {result.claim_fresh:.3f} s analysed",
                 flush=True,
             )
             deliveries.append(result)
@@ -503,14 +708,30 @@ async def run(options: argparse.Namespace) -> str:
         sizes.append((4_000, False))
     for recipients, analysed in sizes:
         print(f"queueing {recipients:,} (statistics: {analysed})", flush=True)
-        queueing = await time_queue(server_url, recipients, analysed=analysed, limit=60)
-        print(f"  loaded in {queueing.load_seconds:.1f} s, queued in {queueing.seconds:.2f} s")
-        queueings.append(queueing)
+        for queueing in await time_queue(
+            server_url,
+            recipients,
+            analysed=analysed,
+            limit=60,
+            without_foreign_keys=analysed,
+            wait_quiet=options.wait_quiet,
+        ):
+            print(
+                f"  {queueing.schema}: loaded in {queueing.load_seconds:.1f} s, queued in "
+                f"{queueing.seconds:.2f} s",
+                flush=True,
+            )
+            queueings.append(queueing)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     command = ".venv/bin/python -m bench.broadcast" + (" --quick" if options.quick else "")
-    if options.concurrency != DEFAULT_CONCURRENCY:
+    if options.concurrency:
         command += f" --concurrency {options.concurrency}"
-    return report(command, pg_version, deliveries, queueings, usage.ru_utime + usage.ru_stime)
+    if options.wait_quiet:
+        command += f" --wait-quiet {options.wait_quiet:g}"
+    if options.compare != str(BOT_DEFAULT_CONCURRENCY):
+        command += f" --compare {options.compare}"
+    code = options.code_label or _commit()
+    return report(code, command, pg_version, deliveries, queueings, usage.ru_utime + usage.ru_stime)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -518,8 +739,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short smoke run; prints only")
     parser.add_argument(
         "--concurrency",
-        default=DEFAULT_CONCURRENCY,
-        help="DELIVERY_CONCURRENCY of the main runs, then of extra paid runs (2/5 the size)",
+        type=int,
+        default=0,
+        help="DELIVERY_CONCURRENCY of the paid run (default: fitted to 1,000/s)",
+    )
+    parser.add_argument(
+        "--compare",
+        default=str(BOT_DEFAULT_CONCURRENCY),
+        help="DELIVERY_CONCURRENCY of extra paid runs, 1/5 the size, comma-separated "
+        "(default: the bot's default; empty for none)",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each measurement, wait up to this long for the machine to be idle",
     )
     parser.add_argument(
         "--code-label", default=None, help="how to name the code measured (default: git HEAD)"
