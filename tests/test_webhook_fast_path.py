@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.telegram.convert import UnreadableUpdateError, read_update
 from storage import accounts, conversations, inbox
 from storage.clock import ManualClock
-from storage.engine import SessionFactory, is_sqlite
+from storage.engine import SessionFactory
 from storage.models import ChannelAccount, Conversation, InboundUpdate, MemberStatus, Role
 from tests.factories import TgUser, callback_update, message_update, photo_update
 
@@ -108,11 +108,11 @@ async def test_first_contact_creates_the_account_and_its_conversation(
         assert await session.scalar(select(func.count()).select_from(ChannelAccount)) == 1
 
 
+# Row locks exist on PostgreSQL only; on SQLite a writer holds the whole database.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_a_locked_account_is_waited_for_and_read_after_the_lock(
     engine: AsyncEngine, sessions: SessionFactory, clock: ManualClock, org: dict[str, int]
 ) -> None:
-    if is_sqlite(str(engine.url)):
-        pytest.skip("SQLite has no row locks: a writer holds the whole database")
     now = clock.now()
     args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": now}
     args["display_name"] = "Nguyễn Thị Lan"
