@@ -154,3 +154,31 @@ async def bot(database_url: str, clock: ManualClock) -> AsyncIterator[TelegramBo
     """The real bot in webhook mode against a fake Bot API."""
     async with running_bot(database_url, clock) as bot:
         yield bot
+
+
+@pytest.fixture(autouse=True)
+async def _release_abandoned_sqlite_closes() -> AsyncIterator[None]:
+    """Finish the graceful closes SQLAlchemy leaves behind for terminated aiosqlite connections.
+
+    When a task is cancelled mid-statement (a bot stopping under a test), SQLAlchemy terminates
+    the connection: it force-stops aiosqlite's worker and leaves a shielded graceful close
+    running. With the worker gone, that close can wait forever, and the event loop's teardown
+    (which waits for every task) with it. Such a leftover is given a moment, then released.
+    """
+    yield
+    stuck: list[asyncio.Task[object]] = []
+    for _ in range(30):
+        stuck = [
+            task
+            for task in asyncio.all_tasks()
+            if not task.done() and "_terminate_graceful_close" in repr(task.get_coro())
+        ]
+        if not stuck:
+            return
+        await asyncio.sleep(0.1)
+    for task in stuck:
+        waiter = getattr(task, "_fut_waiter", None)  # the future the close waits on
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+        task.cancel()
+    await asyncio.wait(stuck, timeout=5)
