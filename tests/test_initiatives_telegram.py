@@ -262,12 +262,13 @@ async def test_review_reject_needs_a_reason_and_the_author_is_told(
         "Lý do cần 5–1000 ký tự (bạn gửi 2 ký tự). Không thể không công nhận mà không nêu lý do."
     )
     assert (await stored(sessions))[0].status == InitiativeStatus.SUBMITTED
+    before = len(lan.inbox)
     done = await minh.send("Đã có sáng kiến tương tự được công nhận năm 2022.")
     assert done[0].text == "❌ Đã ghi không công nhận sáng kiến SK-2023-000001."
     kcn = "Công đoàn các Khu công nghiệp tỉnh Ninh Thuận"
     assert done[-1].text == f"Không có sáng kiến nào chờ duyệt trong {kcn}. 👍"
 
-    told = [m.text for m in await lan.wait_for(len(lan.inbox) + 1)][-1]
+    told = [m.text for m in await lan.wait_for(before + 1)][before]
     assert told == (
         f"Sáng kiến SK-2023-000001 “{TITLE}” chưa được công nhận.\n"
         "Lý do: Đã có sáng kiến tương tự được công nhận năm 2022."
@@ -284,9 +285,9 @@ async def test_changes_requested_then_resubmitted_then_accepted(
     await submit_one(lan)
     await minh.send("/duyet")
     await minh.press("Yêu cầu chỉnh sửa")
+    before = len(lan.inbox)  # counted before the notice can be pushed
     await minh.send("Bổ sung số liệu vải hỏng trước và sau khi áp dụng.")
-    before = len(lan.inbox)
-    told = (await lan.wait_for(before + 1))[-1].text
+    told = (await lan.wait_for(before + 1))[before].text
     assert told == (
         f"✏️ Sáng kiến SK-2023-000001 “{TITLE}” cần chỉnh sửa.\n"
         "Góp ý: Bổ sung số liệu vải hỏng trước và sau khi áp dụng.\nGõ /sangkien để sửa và gửi lại."
@@ -308,10 +309,11 @@ async def test_changes_requested_then_resubmitted_then_accepted(
     asked = await minh.send("40 triệu")
     assert asked[-1].labels == ["Cấp đơn vị", "Cấp cao hơn (đề nghị công nhận)"]
     await minh.press("Cấp đơn vị")
+    before = len(lan.inbox)
     done = await minh.press("Không ghi chú")
     assert done[0].text == "✅ Đã công nhận sáng kiến SK-2023-000001 (cấp đơn vị)."
 
-    told = (await lan.wait_for(len(lan.inbox) + 1))[-1].text
+    told = (await lan.wait_for(before + 1))[before].text
     assert told == (
         f"🎉 Sáng kiến SK-2023-000001 “{TITLE}” của bạn đã được công nhận (cấp đơn vị).\n"
         "Giá trị làm lợi được công nhận: 40.000.000 đồng."
