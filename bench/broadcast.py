@@ -16,9 +16,8 @@ bench/results-broadcast.md) or `--quick` (a smoke run of about a minute; prints 
   show why. Its peak memory is /proc/<pid>/status VmHWM read just before it is stopped.
 * Then a million members are queued: one more scratch database, 1,000,000 members with accounts
   over 1,000 grassroots units, ANALYZE, and `storage.broadcasts.queue` timed with its commit,
-  after a CHECKPOINT so that each timing starts alike. It is timed again on the same data
-  without the outbox's foreign keys, a schema change under consideration (their per-row
-  checks cost more than half the time). The same is timed on a few thousand members without
+  after a CHECKPOINT so that each timing starts alike. The same is timed on a few thousand
+  members without
   fresh statistics (just loaded, not yet analysed), where a bad plan once made it quadratic.
 
 Every child process is stopped and every scratch database dropped on exit.
@@ -89,7 +88,6 @@ BOT_DEFAULT_CONCURRENCY = int(Settings.model_fields["delivery_concurrency"].defa
 SLOT_HELD_AFTER_ANSWER = 0.1
 HEADROOM = 1.1
 QUIET_BUSY = 0.1  # share of the machine busy that --wait-quiet accepts
-OUTBOX_FOREIGN_KEYS = ("fk_outbox_account_id_channel_accounts", "fk_outbox_broadcast_id_broadcasts")
 
 
 def fitting_concurrency(limit: int) -> int:
@@ -152,7 +150,6 @@ class Queueing:
     seconds: float
     analysed: bool
     finished: bool = True
-    schema: str = "as migrated"
     audience: str = "everyone"
 
 
@@ -428,14 +425,12 @@ async def time_queue(
     *,
     analysed: bool,
     limit: float = 120.0,
-    without_foreign_keys: bool = False,
+    small_audience: bool = False,
     wait_quiet: float = 0.0,
 ) -> list[Queueing]:
     """Load `recipients` members, then time queueing a broadcast to all of them.
 
-    With `without_foreign_keys`, also time a broadcast to one grassroots unit among them, then
-    time the first again on the same data once the outbox's foreign keys are dropped from the
-    scratch database (when the schema still has them).
+    With `small_audience`, also time a broadcast to one grassroots unit among them.
     """
     async with scratch_database(server_url) as url:
         engine = create_engine(url)
@@ -446,59 +441,34 @@ async def time_queue(
             if analysed:
                 await analyse(sessions)
             load_seconds = time.perf_counter() - started
-            variants: list[tuple[str, tuple[str, ...]]] = [("as migrated", ())]
-            if without_foreign_keys:
-                async with sessions() as session:
-                    present = set(
-                        (
-                            await session.scalars(
-                                text(
-                                    "SELECT conname FROM pg_constraint "
-                                    "WHERE conrelid = 'outbox'::regclass AND contype = 'f'"
-                                )
-                            )
-                        ).all()
-                    )
-                dropped = tuple(name for name in OUTBOX_FOREIGN_KEYS if name in present)
-                if dropped:
-                    variants.append(("without the outbox's foreign keys (proposed)", dropped))
-            results = []
-            for schema, constraints in variants:
-                async with sessions() as session, session.begin():
-                    # The same data each time: the rows of the previous timing go.
-                    await session.execute(text("TRUNCATE outbox"))
-                    for name in constraints:
-                        await session.execute(text(f"ALTER TABLE outbox DROP CONSTRAINT {name}"))
-                await _checkpoint(sessions)
-                await wait_for_quiet(wait_quiet)
-                seconds = await _time_one(sessions, author, root, recipients, limit)
+            await _checkpoint(sessions)
+            await wait_for_quiet(wait_quiet)
+            seconds = await _time_one(sessions, author, root, recipients, limit)
+            results = [
+                Queueing(
+                    recipients,
+                    load_seconds,
+                    limit if seconds is None else seconds,
+                    analysed,
+                    finished=seconds is not None,
+                )
+            ]
+            if small_audience:
+                # A small audience in a big database: only its members should be read.
+                unit = units[len(units) // 2]
+                members = recipients // len(units)
+                audience = broadcasts.Audience("units", unit_paths=(unit.path,))
+                seconds = await _time_one(sessions, author, root, members, limit, audience)
                 results.append(
                     Queueing(
-                        recipients,
+                        members,
                         load_seconds,
                         limit if seconds is None else seconds,
                         analysed,
                         finished=seconds is not None,
-                        schema=schema,
+                        audience=f"one grassroots unit of the {recipients:,}",
                     )
                 )
-                if without_foreign_keys and not constraints:
-                    # A small audience in a big database: only its members should be read.
-                    unit = units[len(units) // 2]
-                    members = recipients // len(units)
-                    audience = broadcasts.Audience("units", unit_paths=(unit.path,))
-                    seconds = await _time_one(sessions, author, root, members, limit, audience)
-                    results.append(
-                        Queueing(
-                            members,
-                            load_seconds,
-                            limit if seconds is None else seconds,
-                            analysed,
-                            finished=seconds is not None,
-                            schema=schema,
-                            audience=f"one grassroots unit of the {recipients:,}",
-                        )
-                    )
             return results
         finally:
             await engine.dispose()
@@ -623,13 +593,11 @@ def report(
     lines += [
         "",
         "Queueing: members loaded and analysed (or not, where marked), then a CHECKPOINT, then "
-        "`storage.broadcasts.queue` timed with its commit; the proposed schema is timed on the "
-        "same data after the outbox rows of the first timing are truncated and the outbox's "
-        "foreign keys dropped.",
+        "`storage.broadcasts.queue` timed with its commit.",
         "",
-        "| queueing | audience | recipients | statistics | schema | load s "
+        "| queueing | audience | recipients | statistics | load s "
         "| queue s (with commit) | rows/s |",
-        "|---|---|---:|---|---|---:|---:|---:|",
+        "|---|---|---:|---|---:|---:|---:|",
     ]
     for q in queueings:
         when = "fresh (ANALYZE)" if q.analysed else "none (just loaded)"
@@ -637,7 +605,7 @@ def report(
         rows = f"{q.recipients / q.seconds:,.0f}" if q.finished else "–"
         lines.append(
             f"| `storage.broadcasts.queue` | {q.audience} | {q.recipients:,} | {when} "
-            f"| {q.schema} | {q.load_seconds:.1f} | {took} | {rows} |"
+            f"| {q.load_seconds:.1f} | {took} | {rows} |"
         )
     lines += ["", "Targets:", ""]
     for d in deliveries:
@@ -658,9 +626,8 @@ def report(
     for q in queueings:
         if q.analysed and q.recipients >= 1_000_000 and q.audience == "everyone":
             ok = q.finished and q.seconds <= TARGET_QUEUE_SECONDS
-            schema = "" if q.schema == "as migrated" else f", {q.schema}"
             lines.append(
-                f"- {q.recipients:,} queued in ≤ {TARGET_QUEUE_SECONDS:.0f} s{schema} {_mark(ok)} "
+                f"- {q.recipients:,} queued in ≤ {TARGET_QUEUE_SECONDS:.0f} s {_mark(ok)} "
                 f"({q.seconds:.2f} s)."
             )
     lines.append(f"- The benchmark process (fake API, polling) used {own_cpu:.1f} s of CPU.")
@@ -713,11 +680,11 @@ async def run(options: argparse.Namespace) -> str:
             recipients,
             analysed=analysed,
             limit=60,
-            without_foreign_keys=analysed,
+            small_audience=analysed,
             wait_quiet=options.wait_quiet,
         ):
             print(
-                f"  {queueing.schema}: loaded in {queueing.load_seconds:.1f} s, queued in "
+                f"  {queueing.audience}: loaded in {queueing.load_seconds:.1f} s, queued in "
                 f"{queueing.seconds:.2f} s",
                 flush=True,
             )

@@ -31,6 +31,10 @@ class ChannelLimiter:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._overall = AsyncLimiter(limits.per_second, 1)
+        # Pushed messages are paced a tenth of a second's worth at a time: with a whole
+        # second's burst the senders race ahead, then stall together, and a broadcast ends
+        # below the limit. Answers keep the burst: people write in bursts too.
+        self._pushes = AsyncLimiter(limits.per_second / 10, 0.1)
         self._chats: OrderedDict[str, AsyncLimiter] = OrderedDict()
         self._paused_until = 0.0
 
@@ -43,6 +47,8 @@ class ChannelLimiter:
         if per_chat or group:
             await self._chat_limiter(chat_id, group).acquire()
         await self._wait_out_pause()
+        if per_chat:
+            await self._pushes.acquire()
         await self._overall.acquire()
 
     def pause(self, seconds: float) -> None:

@@ -32,7 +32,15 @@ from tests.builders import T0
 
 ROOT = Path(__file__).resolve().parent.parent
 # The settings a child must not inherit from whoever runs the tests.
-_OWN_PREFIXES = ("TELEGRAM_", "DATABASE_", "DELIVERY_", "HTTP_", "LOG_LEVEL", "TIMEZONE")
+_OWN_PREFIXES = (
+    "TELEGRAM_",
+    "DATABASE_",
+    "DELIVERY_",
+    "HTTP_",
+    "LOG_LEVEL",
+    "TIMEZONE",
+    "QUIET_",
+)
 
 
 def bot_env(
@@ -54,6 +62,8 @@ def bot_env(
             "HTTP_HOST": "127.0.0.1",
             "HTTP_PORT": "0",
             "LOG_LEVEL": "WARNING",
+            # The child reads the real clock: a test must not depend on the hour it runs at.
+            "QUIET_HOURS": "",
         }
     )
     env.update({name.upper(): str(value) for name, value in settings.items()})

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.channels import Channel
 from bot.delivery import MAX_ATTEMPTS, Deliverer, backoff
@@ -23,6 +23,7 @@ from storage.engine import SessionFactory
 from storage.models import ChannelAccount, OutboxMessage, OutboxStatus, Unit
 from tests.builders import add_campaign, add_member
 from tests.telegram_harness import TelegramBot, running_bot
+from tests.waits import settled
 
 LAN = 1001
 MINH = 9001
@@ -110,22 +111,6 @@ async def row(sessions: SessionFactory, outbox_id: int) -> OutboxMessage:
         found = await session.get(OutboxMessage, outbox_id)
     assert found is not None
     return found
-
-
-async def settled(sessions: SessionFactory, within: float = 5.0) -> None:
-    """Wait until no message is pending any more."""
-    deadline = time.monotonic() + within
-    while True:
-        async with sessions() as session:
-            pending = await session.scalar(
-                select(func.count())
-                .select_from(OutboxMessage)
-                .where(OutboxMessage.status == OutboxStatus.PENDING)
-            )
-        if not pending:
-            return
-        assert time.monotonic() < deadline, f"{pending} messages still pending"
-        await asyncio.sleep(0.02)
 
 
 def texts_to(bot: TelegramBot, chat_id: int) -> list[str]:
@@ -478,6 +463,27 @@ async def test_a_lapsed_claim_is_taken_over(
     message = await row(sessions, outbox_id)
     assert message.status == OutboxStatus.SENT
     assert message.claimed_by is None
+
+
+async def test_a_message_whose_account_was_deleted_ends_failed_and_the_rest_go_out(
+    bot: TelegramBot, org: dict[str, int], sessions: SessionFactory, clock: ManualClock
+) -> None:
+    chats = range(2251, 2254)
+    await add_people(sessions, org, chats)
+    await bot.runtime.deliverer.stop()
+    ids = await enqueue(sessions, clock, {chat: f"Tin {chat}" for chat in chats})
+    async with sessions() as session, session.begin():
+        gone = await session.scalar(select(ChannelAccount).where(ChannelAccount.chat_id == "2252"))
+        assert gone is not None
+        await session.delete(gone)
+
+    assert await bot.runtime.deliverer.drain() == 2
+    assert texts_to(bot, 2251) == ["Tin 2251"]
+    assert texts_to(bot, 2253) == ["Tin 2253"]
+    message = await row(sessions, ids[2252])
+    assert (message.status, message.last_error) == (OutboxStatus.FAILED, outbox.RECIPIENT_GONE)
+    clock.advance(timedelta(minutes=10))
+    assert await bot.runtime.deliverer.drain() == 0
 
 
 class HeldChannel:

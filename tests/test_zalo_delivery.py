@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from storage import outbox
 from storage.clock import ManualClock
@@ -24,6 +24,7 @@ from storage.models import (
     Unit,
 )
 from tests.builders import add_campaign, add_member
+from tests.waits import settled
 from tests.zalo_harness import ZaloBot, running_zalo_bot
 
 # Zalo ids (bot chat ids, OA user ids) and Telegram ids of the people below.
@@ -107,22 +108,6 @@ def choice(text: str, label_part: str) -> str:
         if dot and number.isdigit() and label_part in label:
             return number
     raise LookupError(f"no choice {label_part!r} in {text!r}")
-
-
-async def settled(sessions: SessionFactory, within: float = 5.0) -> None:
-    """Wait until no queued message is left pending."""
-    deadline = time.monotonic() + within
-    while True:
-        async with sessions() as session:
-            pending = await session.scalar(
-                select(func.count())
-                .select_from(OutboxMessage)
-                .where(OutboxMessage.status == OutboxStatus.PENDING)
-            )
-        if not pending:
-            return
-        assert time.monotonic() < deadline, f"{pending} messages still pending"
-        await asyncio.sleep(0.02)
 
 
 async def menu_remembered(sessions: SessionFactory, external_id: str, within: float = 5.0) -> None:

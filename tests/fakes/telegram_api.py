@@ -141,6 +141,8 @@ class FakeTelegramAPI:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.failures: dict[str, Callable[[dict[str, Any]], web.Response | None]] = {}
+        # Chats whose sends hang this many seconds, then fail with 504 (a server timing out).
+        self.stalls: dict[int, float] = {}
         # Counts, kept in every mode.
         self.method_counts: Counter[str] = Counter()  # every request, by method as called
         self.deliveries: dict[int, int] = {}  # messages accepted per chat
@@ -169,7 +171,8 @@ class FakeTelegramAPI:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_route("*", "/{client}/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A test may leave a request hanging on purpose: stopping must not wait a minute for it.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
         await site.start()
@@ -244,6 +247,10 @@ class FakeTelegramAPI:
         failure = self.failures.get(method)
         if failure is not None and (response := failure(params)) is not None:
             return response
+        stall = self.stalls.get(_chat_id(params) or 0)
+        if stall:
+            await asyncio.sleep(stall)
+            return _error(504, "Gateway Timeout")
         handler = getattr(self, f"_api_{method.lower()}", None)
         if handler is None:
             return _error(404, "Not Found: method not found")

@@ -66,7 +66,8 @@ class _Recorder:
         return f"http://127.0.0.1:{self.port}"
 
     async def _serve(self, app: web.Application) -> None:
-        self._runner = web.AppRunner(app, access_log=None)
+        # A test may leave a request hanging on purpose: stopping must not wait a minute for it.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
