@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import signal
 import sys
-from collections.abc import Callable, Coroutine
-from datetime import date, datetime, time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
+from zoneinfo import ZoneInfo
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 from telegram.error import TelegramError
 
@@ -21,8 +24,9 @@ from bot import logs, serving
 from bot.app import BotRuntime
 from bot.settings import Settings, SettingsError, load_settings
 from handlers import reports, schedule_view
+from handlers.audit_log import action_label, actor_name
 from handlers.i18n import Catalogue
-from storage import app_state, campaigns, invitations, schedule, units
+from storage import app_state, audit, campaigns, invitations, schedule, units
 from storage import reports as report_store
 from storage.backup import BackupError, backup_sqlite, restore_sqlite, sqlite_path
 from storage.campaign_file import (
@@ -43,6 +47,8 @@ from storage.models import Role
 from storage.schedule import PlanConfig
 
 log = logging.getLogger(__name__)
+
+CLI_VIA = "cli"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -117,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="xlsx (default), or csv: a ZIP of one UTF-8 CSV file per sheet",
     )
     report.add_argument("--out", type=Path, required=True, help="the file to write")
+    audit_parser = commands.add_parser("audit", help="the log of officers' and admins' actions")
+    audit_commands = audit_parser.add_subparsers(
+        dest="audit_command", metavar="ACTION", required=True
+    )
+    audit_export = audit_commands.add_parser(
+        "export", help="write the audit log as CSV (UTF-8 with BOM) or XLSX, by the file's suffix"
+    )
+    audit_export.add_argument("--out", type=Path, required=True, help="a .csv or .xlsx file")
+    audit_export.add_argument("--from", dest="start", default=None, help="first day, dd/mm/yyyy")
+    audit_export.add_argument("--to", dest="end", default=None, help="last day, dd/mm/yyyy")
     invite = commands.add_parser("invite", help="create an invitation code for a unit")
     invite.add_argument("unit_code")
     invite.add_argument("--role", choices=[Role.MEMBER.value, Role.OFFICER.value], default="member")
@@ -151,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         "backup": lambda: _backup(settings, texts, args.out),
         "restore": lambda: _restore(settings, texts, args.file, confirmed=args.yes),
         "report": lambda: _report(settings, texts, args),
+        "audit": lambda: _audit_export(settings, texts, args),
         "schedule": lambda: _schedule_list(settings, texts, args.days, args.start),
     }
     try:
@@ -237,16 +254,49 @@ async def _db_upgrade(settings: Settings, texts: Catalogue) -> int:
     return EXIT_OK
 
 
-async def _units_import(settings: Settings, texts: Catalogue, path: Path) -> int:
-    if not await asyncio.to_thread(path.is_file):
-        print(texts("cli.file_missing", path=path), file=sys.stderr)
-        return EXIT_FAILED
+class _ImportCounts(Protocol):
+    created: int
+    updated: int
+    unchanged: int
+
+
+_Report = TypeVar("_Report", bound=_ImportCounts)
+
+
+async def _import_audited(
+    settings: Settings,
+    path: Path,
+    action: str,
+    importer: Callable[[AsyncSession, Path, datetime], Awaitable[_Report]],
+) -> _Report:
+    """Migrate, then import `path` and audit it in one transaction; importer errors propagate."""
     engine = create_engine(settings.database_url)
     sessions = create_session_factory(engine)
     try:
         await upgrade(engine)
         async with sessions() as session, session.begin():
-            report = await import_units(session, path, SystemClock().now())
+            now = SystemClock().now()
+            report = await importer(session, path, now)
+            _audit(
+                session,
+                now,
+                action,
+                file=path.name,
+                created=report.created,
+                updated=report.updated,
+                unchanged=report.unchanged,
+            )
+            return report
+    finally:
+        await engine.dispose()
+
+
+async def _units_import(settings: Settings, texts: Catalogue, path: Path) -> int:
+    if not await asyncio.to_thread(path.is_file):
+        print(texts("cli.file_missing", path=path), file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        report = await _import_audited(settings, path, "units.import", import_units)
     except UnitImportError as error:
         print(texts("cli.units_rejected", path=path, count=len(error.problems)), file=sys.stderr)
         for problem in error.problems:
@@ -255,8 +305,6 @@ async def _units_import(settings: Settings, texts: Catalogue, path: Path) -> int
                 file=sys.stderr,
             )
         return EXIT_FAILED
-    finally:
-        await engine.dispose()
     print(
         texts(
             "cli.units_imported",
@@ -292,6 +340,7 @@ async def _units_publish(settings: Settings, texts: Catalogue, args: argparse.Na
                 return EXIT_FAILED
             unit.publish_chat = chat
             name, code = unit.name, unit.code
+            _audit(session, SystemClock().now(), "unit.publish", unit_id=unit.id, chat=chat)
     finally:
         await engine.dispose()
     if chat is None:
@@ -306,19 +355,13 @@ async def _targets_import(settings: Settings, texts: Catalogue, path: Path) -> i
     if not await asyncio.to_thread(path.is_file):
         print(texts("cli.file_missing", path=path), file=sys.stderr)
         return EXIT_FAILED
-    engine = create_engine(settings.database_url)
-    sessions = create_session_factory(engine)
     try:
-        await upgrade(engine)
-        async with sessions() as session, session.begin():
-            report = await import_targets(session, path, SystemClock().now())
+        report = await _import_audited(settings, path, "targets.import", import_targets)
     except TargetImportError as error:
         print(texts("targets.cli.rejected", path=path, count=len(error.problems)), file=sys.stderr)
         for problem in error.problems:
             print(describe_problem(texts, problem, prefix="targets.import"), file=sys.stderr)
         return EXIT_FAILED
-    finally:
-        await engine.dispose()
     print(
         texts(
             "targets.cli.imported",
@@ -369,7 +412,16 @@ async def _campaign_import(settings: Settings, texts: Catalogue, path: Path) -> 
         campaign_file = await asyncio.to_thread(load_campaign_file, path)
         await upgrade(engine)
         async with sessions() as session, session.begin():
-            report = await import_campaign(session, campaign_file, SystemClock().now())
+            now = SystemClock().now()
+            report = await import_campaign(session, campaign_file, now)
+            _audit(
+                session,
+                now,
+                "campaign.import",
+                subject=f"campaign:{report.campaign_id}",
+                file=path.name,
+                code=report.code,
+            )
     except CampaignFileError as error:
         count = len(error.problems)
         print(texts("campaign_file.cli.rejected", path=path, count=count), file=sys.stderr)
@@ -554,6 +606,15 @@ async def _report(settings: Settings, texts: Catalogue, args: argparse.Namespace
     except OSError:
         print(texts("report.cli.cannot_write", path=args.out), file=sys.stderr)
         return EXIT_FAILED
+    await _audit_apart(
+        settings,
+        "report.export",
+        unit_id=data.root.id,
+        subject=f"campaign:{data.campaign_code}",
+        phase=args.phase,
+        format=args.format,
+        file=args.out.name,
+    )
     total = data.summary_of(data.root.id)
     figures = {
         "path": args.out,
@@ -590,6 +651,16 @@ async def _invite(settings: Settings, texts: Catalogue, args: argparse.Namespace
             invitation = await invitations.create(
                 session, unit=unit, role=role, uses=uses, days=days, now=runtime.clock.now()
             )
+            _audit(
+                session,
+                runtime.clock.now(),
+                "invite.create",
+                unit_id=unit.id,
+                subject=f"invitation:{invitation.id}",
+                role=role.value,
+                uses=uses,
+                days=days,
+            )
             if username:
                 await app_state.put(session, app_state.TELEGRAM_USERNAME, username)
         expires = invitation.expires_at.astimezone(settings.zone).strftime("%d/%m/%Y %H:%M")
@@ -612,6 +683,140 @@ async def _invite(settings: Settings, texts: Catalogue, args: argparse.Namespace
     finally:
         await runtime.stop()
     return EXIT_OK
+
+
+def _audit(
+    session: AsyncSession,
+    now: datetime,
+    action: str,
+    *,
+    unit_id: int | None = None,
+    subject: str | None = None,
+    **detail: object,
+) -> None:
+    """Record an operator's command in the audit log, in the command's own transaction."""
+    audit.record(
+        session,
+        now=now,
+        actor=None,
+        via=CLI_VIA,
+        action=action,
+        unit_id=unit_id,
+        subject=subject,
+        detail={key: value for key, value in detail.items() if value is not None},
+    )
+
+
+async def _audit_apart(
+    settings: Settings,
+    action: str,
+    *,
+    unit_id: int | None = None,
+    subject: str | None = None,
+    **detail: object,
+) -> None:
+    """Record a command whose effect is a file, once the file is written."""
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_session_factory(engine)() as session, session.begin():
+            _audit(session, SystemClock().now(), action, unit_id=unit_id, subject=subject, **detail)
+    finally:
+        await engine.dispose()
+
+
+def _local_day(value: str | None) -> date | None:
+    """Read a dd/mm/yyyy day; raise ValueError when it is not one."""
+    if value is None:
+        return None
+    return datetime.strptime(value.strip(), "%d/%m/%Y").date()
+
+
+async def _audit_export(settings: Settings, texts: Catalogue, args: argparse.Namespace) -> int:
+    """Write the audit log, newest first, optionally between two local days (both included)."""
+    suffix = args.out.suffix.lower()
+    if suffix not in (".csv", ".xlsx"):
+        print(texts("audit.cli.bad_suffix", path=args.out), file=sys.stderr)
+        return EXIT_USAGE
+    days: list[date | None] = []
+    for raw in (args.start, args.end):
+        try:
+            days.append(_local_day(raw))
+        except ValueError:
+            print(texts("audit.cli.bad_date", value=raw), file=sys.stderr)
+            return EXIT_USAGE
+    start, end = days
+    if start is not None and end is not None and start > end:
+        print(
+            texts("audit.cli.bad_range", start=args.start, end=args.end),
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    zone = settings.zone
+    since = datetime.combine(start, time(0), tzinfo=zone).astimezone(UTC) if start else None
+    until = (
+        datetime.combine(end + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+        if end
+        else None
+    )
+    engine = create_engine(settings.database_url)
+    sessions = create_session_factory(engine)
+    try:
+        await upgrade(engine)
+        async with sessions() as session:
+            found = await audit.rows(session, since=since, until=until)
+    finally:
+        await engine.dispose()
+
+    def render() -> bytes:
+        table = audit_table(texts, found, zone)
+        return reports.xlsx_bytes([table]) if suffix == ".xlsx" else reports.csv_bytes(table)
+
+    content = await asyncio.to_thread(render)
+    try:
+        await asyncio.to_thread(args.out.write_bytes, content)
+    except OSError:
+        print(texts("audit.cli.cannot_write", path=args.out), file=sys.stderr)
+        return EXIT_FAILED
+    await _audit_apart(
+        settings,
+        "audit.export",
+        file=args.out.name,
+        start=start.isoformat() if start else None,
+        end=end.isoformat() if end else None,
+        rows=len(found),
+    )
+    print(texts("audit.cli.written", count=len(found), path=args.out))
+    return EXIT_OK
+
+
+AUDIT_COLUMNS = ("time", "actor", "via", "action", "unit_code", "unit_name", "subject", "detail")
+
+
+def audit_table(texts: Catalogue, found: Sequence[audit.Row], zone: ZoneInfo) -> reports.Table:
+    """Lay the entries out as one sheet, in the reader's terms and local time."""
+    table = reports.Table(
+        key="audit",
+        title=texts("audit.sheet"),
+        columns=[reports.Column(texts(f"audit.column.{key}")) for key in AUDIT_COLUMNS],
+    )
+    for row in found:
+        entry = row.entry
+        detail = (
+            json.dumps(entry.detail, ensure_ascii=False, sort_keys=True) if entry.detail else None
+        )
+        table.rows.append(
+            [
+                entry.at.astimezone(zone).strftime("%d/%m/%Y %H:%M:%S"),
+                actor_name(texts, row),
+                entry.via,
+                action_label(texts, texts.has, entry.action),
+                row.unit_code,
+                row.unit_name,
+                entry.subject,
+                detail,
+            ]
+        )
+    return table
 
 
 async def _telegram_username(settings: Settings) -> str | None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from handlers import attachments
+from handlers.audit_log import note
 from handlers.context import Context
 from handlers.parsing import parse_local_time
-from handlers.permissions import Action, can, is_officer
+from handlers.permissions import Action, refusal
 from handlers.scope import Scope, member_scope
 from handlers.types import Attachment, Choice, Reply
 from storage import broadcasts as broadcast_store
@@ -42,8 +44,9 @@ async def _officer_scope(ctx: Context) -> Scope | None:
     scope = await member_scope(ctx)
     if scope is None:
         return None
-    if not is_officer(scope.member):
-        ctx.say("permission.officers_only")
+    key = refusal(scope.member, Action.BROADCAST, scope.unit, scope.unit)
+    if key is not None:
+        ctx.say(key)
         return None
     return scope
 
@@ -129,6 +132,11 @@ async def _attach(ctx: Context, scope: Scope) -> None:
         ctx.say("broadcast.ask_attachment")
         return
     attachment = ctx.incoming.attachments[-1]
+    refused = attachments.refusal(ctx, attachment)
+    if refused is not None:
+        ctx.reply(refused)
+        ctx.say("broadcast.ask_attachment")
+        return
     ctx.goto("preview", attachments=[attachment.to_dict()])
     _show_preview(ctx)
 
@@ -191,8 +199,9 @@ async def _units(ctx: Context, scope: Scope) -> None:
         return
     value = ctx.pressed
     unit = await units.get(ctx.session, int(value[1:])) if value[1:].isdigit() else None
-    if unit is None or not can(scope.member, Action.BROADCAST, unit, scope.unit):
-        ctx.say("permission.outside_subtree")
+    key = refusal(scope.member, Action.BROADCAST, unit, scope.unit)
+    if key is not None or unit is None:
+        ctx.say(key or "permission.outside_subtree")
         return
     ctx.goto("units", unit_ids=[*chosen, unit.id])
     await _offer_units(ctx, scope, await units.subtree(ctx.session, scope.unit, limit=LISTED))
@@ -251,6 +260,14 @@ async def _confirm(ctx: Context, scope: Scope) -> None:
     broadcast = await _create(ctx, scope, scheduled_for=None)
     queued = await broadcast_store.queue(ctx.session, broadcast, scope.unit, ctx.now)
     ctx.outcome.queued_notifications = True
+    note(
+        ctx,
+        "broadcast.send",
+        unit_id=scope.unit.id,
+        subject=f"broadcast:{broadcast.id}",
+        audience=broadcast.audience.get("kind"),
+        recipients=queued,
+    )
     ctx.leave()
     ctx.say("broadcast.sending", number=broadcast.id, total=queued)
 
@@ -264,6 +281,14 @@ async def _schedule(ctx: Context, scope: Scope) -> None:
         ctx.say("broadcast.time_past", now=ctx.local_time(ctx.now))
         return
     broadcast = await _create(ctx, scope, scheduled_for=moment)
+    note(
+        ctx,
+        "broadcast.schedule",
+        unit_id=scope.unit.id,
+        subject=f"broadcast:{broadcast.id}",
+        audience=broadcast.audience.get("kind"),
+        scheduled_for=moment.isoformat(),
+    )
     ctx.leave()
     ctx.say("broadcast.scheduled", number=broadcast.id, when=ctx.local_time(moment))
 
@@ -332,6 +357,14 @@ async def _report_choice(ctx: Context, scope: Scope) -> None:
             return
         was_scheduled = broadcast.status == BroadcastStatus.SCHEDULED
         cancelled = await broadcast_store.cancel(ctx.session, broadcast, ctx.now)
+        note(
+            ctx,
+            "broadcast.cancel",
+            unit_id=broadcast.scope_unit_id,
+            subject=f"broadcast:{broadcast.id}",
+            scheduled=was_scheduled,
+            cancelled=cancelled,
+        )
         ctx.leave()
         if was_scheduled:
             ctx.say("broadcast.cancelled_scheduled", number=broadcast.id)

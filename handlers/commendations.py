@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from handlers.audit_log import note
 from handlers.context import Context
-from handlers.permissions import Action, can, is_officer
+from handlers.permissions import Action, can, refusal
 from handlers.scope import Scope, member_scope
 from handlers.types import Reply
 from storage import broadcasts as broadcast_store
@@ -39,8 +40,9 @@ async def start(ctx: Context) -> None:
     scope = await member_scope(ctx)
     if scope is None:
         return
-    if not is_officer(scope.member):
-        ctx.say("permission.officers_only")
+    key = refusal(scope.member, Action.COMMEND, scope.unit, scope.unit)
+    if key is not None:
+        ctx.say(key)
         return
     ctx.enter(FLOW, "whom")
     _ask_whom(ctx, scope)
@@ -57,10 +59,11 @@ def _ask_whom(ctx: Context, scope: Scope) -> None:
 async def resume(ctx: Context) -> None:
     """Continue at the current step; the officer's rights are checked again at each."""
     scope = await member_scope(ctx)
-    if scope is None or not is_officer(scope.member):
+    key = refusal(scope.member, Action.COMMEND, scope.unit, scope.unit) if scope else None
+    if scope is None or key is not None:
         ctx.leave()
-        if scope is not None:
-            ctx.say("permission.officers_only")
+        if key is not None:
+            ctx.say(key)
         return
     step = ctx.conversation.step
     if step == "whom":
@@ -133,8 +136,9 @@ async def _unit(ctx: Context, scope: Scope) -> None:
     pressed = ctx.pressed or ""
     if pressed.startswith("u") and pressed[1:].isdigit():
         unit = await units.get(ctx.session, int(pressed[1:]))
-        if unit is None or not can(scope.member, Action.COMMEND, unit, scope.unit):
-            ctx.say("permission.outside_subtree")
+        key = refusal(scope.member, Action.COMMEND, unit, scope.unit)
+        if key is not None or unit is None:
+            ctx.say(key or "permission.outside_subtree")
             return
         await _ask_title(ctx, scope, None, unit)
         return
@@ -337,6 +341,16 @@ async def _confirm(ctx: Context, scope: Scope, member: Member | None, unit: Unit
     await ctx.session.flush()
     queued = await broadcast_store.queue(ctx.session, broadcast, unit, ctx.now)
     ctx.outcome.queued_notifications = True
+    note(
+        ctx,
+        "commendation.create",
+        unit_id=unit.id,
+        subject=f"commendation:{commendation.id}",
+        title=commendation.title,
+        member=f"member:{member.id}" if member is not None else None,
+        broadcast=broadcast.id,
+        recipients=queued,
+    )
     ctx.leave()
     ctx.say(
         "commend.recorded",

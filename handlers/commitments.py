@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from handlers.audit_log import note
 from handlers.context import ACTION_PREFIX, Context
 from handlers.parsing import format_number, parse_target
-from handlers.permissions import Action, can, is_officer
+from handlers.permissions import Action, can, refusal
 from handlers.scope import Scope, member_scope
 from handlers.types import Choice, Reply
 from storage import campaigns, counters, members, units
@@ -111,7 +112,7 @@ async def _movement(ctx: Context, scope: Scope) -> None:
             "register.ask_movement", choices=[ctx.choice(m.name, f"m{m.id}") for m in movements]
         )
         return
-    if is_officer(scope.member):
+    if can(scope.member, Action.COMMIT_FOR_UNIT, scope.unit, scope.unit):
         ctx.goto("kind", movement_id=movement.id)
         ctx.say("register.ask_kind", movement=movement.name, choices=_kind_choices(ctx))
         return
@@ -333,6 +334,14 @@ async def _confirm(ctx: Context, scope: Scope) -> None:
         return
     collective = data.get("kind") == CommitmentKind.COLLECTIVE.value
     unit_id = int(data["unit_id"]) if collective else scope.unit.id
+    if collective:
+        # Whatever the conversation says, the officer must still act for that unit.
+        unit = await units.get(ctx.session, unit_id)
+        key = refusal(scope.member, Action.COMMIT_FOR_UNIT, unit, scope.unit)
+        if key is not None:
+            ctx.leave()
+            ctx.say(key)
+            return
     number = await counters.next_value(ctx.session, f"commitment:{scope.campaign.id}")
     commitment = Commitment(
         reference=counters.reference("DK", scope.campaign.year, number),
@@ -350,6 +359,14 @@ async def _confirm(ctx: Context, scope: Scope) -> None:
     )
     ctx.session.add(commitment)
     await ctx.session.flush()
+    if collective:
+        note(
+            ctx,
+            "commitment.collective",
+            unit_id=unit_id,
+            subject=f"commitment:{commitment.id}",
+            reference=commitment.reference,
+        )
     counterpart = data.get("counterpart")
     ctx.leave()
     ctx.say(

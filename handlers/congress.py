@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
+from handlers import attachments
+from handlers.audit_log import note
 from handlers.commitments import late_policy, registration_is_late
 from handlers.context import Context
-from handlers.permissions import Action, can, is_officer
+from handlers.permissions import Action, can
 from handlers.scope import Scope, member_scope
 from handlers.types import Attachment
 from storage import commitments as commitment_store
@@ -45,10 +47,8 @@ async def start(ctx: Context) -> None:
 
 
 def _may_register(scope: Scope) -> bool:
-    return (
-        is_officer(scope.member)
-        and scope.unit.kind == UnitKind.GRASSROOTS
-        and can(scope.member, Action.REGISTER_CONGRESS_WORK, scope.unit, scope.unit)
+    return scope.unit.kind == UnitKind.GRASSROOTS and can(
+        scope.member, Action.REGISTER_CONGRESS_WORK, scope.unit, scope.unit
     )
 
 
@@ -151,6 +151,13 @@ async def _description(ctx: Context, scope: Scope) -> None:
         if existing is not None:
             _show_existing(ctx, existing, first_time=False)
         return
+    note(
+        ctx,
+        "congress_work.register",
+        unit_id=scope.unit.id,
+        subject=f"congress_work:{work.id}",
+        reference=work.reference,
+    )
     ctx.leave()
     ctx.say("work.registered", reference=work.reference, unit=scope.unit.name)
 
@@ -201,6 +208,10 @@ async def _note(ctx: Context, scope: Scope) -> None:
         return
     if len(note) > NOTE_MAX:
         ctx.say("work.note_too_long", maximum=NOTE_MAX, length=len(note))
+        return
+    refused = attachments.refusal(ctx, photos[-1], photos_only=True) if photos else None
+    if refused is not None:
+        ctx.reply(refused)
         return
     work = await ctx.session.get(CongressWork, int(ctx.conversation.data["work_id"]))
     if work is None or work.unit_id != scope.unit.id:

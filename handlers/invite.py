@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from handlers.audit_log import note
 from handlers.context import Context
-from handlers.permissions import Action, can, is_officer
+from handlers.permissions import Action, refusal
 from storage import invitations, units
 from storage.models import Role, Unit
 from storage.text import clean_line
@@ -15,12 +16,10 @@ LISTED_UNITS = 8
 async def start(ctx: Context) -> None:
     """Begin an invitation: show the officer's unit and those right under it."""
     officer = ctx.active_member
-    if officer is None or not is_officer(officer):
-        ctx.say("permission.officers_only")
-        return
-    own = await units.get(ctx.session, officer.unit_id)
-    if own is None:
-        ctx.say("permission.officers_only")
+    own = await units.get(ctx.session, officer.unit_id) if officer is not None else None
+    key = refusal(officer, Action.INVITE_MEMBER, own, own)
+    if key is not None or own is None:
+        ctx.say(key or "permission.denied")
         return
     listed = await units.subtree(ctx.session, own, limit=LISTED_UNITS)
     ctx.enter(FLOW, "unit")
@@ -54,8 +53,9 @@ async def _choose_unit(ctx: Context, own: Unit) -> None:
         return
     value = ctx.pressed
     unit = await units.get(ctx.session, int(value[1:])) if value[1:].isdigit() else None
-    if unit is None or not can(ctx.member, Action.INVITE_MEMBER, unit, own):
-        ctx.say("permission.outside_subtree")
+    key = refusal(ctx.member, Action.INVITE_MEMBER, unit, own)
+    if key is not None or unit is None:
+        ctx.say(key or "permission.outside_subtree")
         return
     ctx.goto("role", unit_id=unit.id)
     ctx.say(
@@ -81,9 +81,10 @@ async def _choose_role(ctx: Context, own: Unit) -> None:
     role = Role(ctx.pressed)
     unit = await units.get(ctx.session, int(ctx.conversation.data["unit_id"]))
     action = Action.INVITE_OFFICER if role == Role.OFFICER else Action.INVITE_MEMBER
-    if unit is None or not can(ctx.member, action, unit, own):
+    key = refusal(ctx.member, action, unit, own)
+    if key is not None or unit is None:
         ctx.leave()
-        ctx.say("permission.outside_subtree")
+        ctx.say(key or "permission.outside_subtree")
         return
     config = ctx.services.config
     # An officer's code makes one officer; a member's code is shared with a whole unit.
@@ -96,6 +97,15 @@ async def _choose_role(ctx: Context, own: Unit) -> None:
         days=config.invite_default_days,
         now=ctx.now,
         created_by_id=ctx.member.id if ctx.member else None,
+    )
+    note(
+        ctx,
+        "invite.create",
+        unit_id=unit.id,
+        subject=f"invitation:{invitation.id}",
+        role=role.value,
+        uses=uses,
+        days=config.invite_default_days,
     )
     ctx.leave()
     links = "\n".join(ctx.services.invite_links.links(invitation.code))

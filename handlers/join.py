@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from handlers.audit_log import note
 from handlers.context import ACTION_PREFIX, Context
-from handlers.permissions import Action, can
+from handlers.permissions import Action, refusal
 from handlers.types import Choice, Reply
 from storage import invitations, members, units
 from storage.models import Member, MemberStatus, Role, Unit, UnitKind
@@ -13,7 +14,7 @@ FLOW = "join"
 DECIDE_ACTION = "join"
 
 NAME_MIN, NAME_MAX = 2, 100
-SEARCH_MIN = 2
+SEARCH_MIN, SEARCH_MAX = 2, 100
 SEARCH_RESULTS = 8
 
 
@@ -73,6 +74,9 @@ async def _search(ctx: Context) -> None:
     query = clean_line(ctx.text)
     if len(query) < SEARCH_MIN:
         ctx.say("join.search_too_short", minimum=SEARCH_MIN)
+        return
+    if len(query) > SEARCH_MAX:
+        ctx.say("input.too_long", maximum=SEARCH_MAX, length=len(query))
         return
     found = await units.search(
         ctx.session, query[:100], kinds=[UnitKind.GRASSROOTS], limit=SEARCH_RESULTS
@@ -208,7 +212,8 @@ async def decide(ctx: Context, args: list[str]) -> None:
         ctx.outcome.choice_notice = ctx.t("choice.invalid")
         ctx.say("choice.invalid")
         return
-    if not can(officer, Action.DECIDE_JOIN, target, own_unit):
+    if refusal(officer, Action.DECIDE_JOIN, target, own_unit) is not None:
+        # A press on someone else's notice: no more said than that it is not theirs.
         ctx.outcome.choice_notice = ctx.t("permission.denied")
         ctx.say("permission.denied")
         return
@@ -221,6 +226,12 @@ async def decide(ctx: Context, args: list[str]) -> None:
     applicant.decided_by_id = officer.id if officer else None
     ctx.outcome.choice_accepted = True
     verdict = "approved" if approved else "rejected"
+    note(
+        ctx,
+        "join.approve" if approved else "join.reject",
+        unit_id=target.id,
+        subject=f"member:{applicant.id}",
+    )
     ctx.say(f"join.officer_{verdict}", name=applicant.full_name, unit=target.name)
     await ctx.notify(applicant.id, Reply(ctx.t(f"join.applicant_{verdict}", unit=target.name)))
 

@@ -6,7 +6,7 @@ from handlers import commendations
 from handlers.commitments import CONTENT_MAX, CONTENT_MIN, PACT_ACTION, registration_is_late
 from handlers.context import ACTION_PREFIX, Context
 from handlers.parsing import format_number, parse_percent
-from handlers.permissions import is_officer
+from handlers.permissions import Action, can
 from handlers.scope import Scope, member_scope
 from handlers.types import Choice
 from storage import commitments as commitment_store
@@ -47,7 +47,7 @@ async def show(ctx: Context) -> None:
         if commitment.status == CommitmentStatus.REGISTERED:
             choices.append(ctx.choice(commitment.reference, f"k{commitment.id}"))
     awaiting = await commitment_store.pacts_awaiting(
-        session, scope.member.id, scope.unit if is_officer(scope.member) else None, ctx.now
+        session, scope.member.id, scope.unit if _answers_for_unit(scope) else None, ctx.now
     )
     if awaiting:
         lines.append(ctx.t("mine.awaiting_title"))
@@ -74,7 +74,7 @@ async def show(ctx: Context) -> None:
     answered = await commitment_store.pacts_answered(
         session,
         scope.member.id,
-        scope.unit.id if is_officer(scope.member) else None,
+        scope.unit.id if _answers_for_unit(scope) else None,
         scope.campaign.id,
     )
     if answered:
@@ -331,3 +331,8 @@ def _percent_label(ctx: Context, percent: int) -> str:
 
 def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _answers_for_unit(scope: Scope) -> bool:
+    """Tell whether the member answers pacts offered to their unit."""
+    return can(scope.member, Action.ANSWER_PACT_FOR_UNIT, scope.unit, scope.unit)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.context import Context
-from handlers.permissions import Action, can, is_officer
+from handlers.permissions import Action, can, refusal
 from handlers.scope import Scope, member_scope
 from storage import commitments as commitment_store
 from storage import units
@@ -18,8 +18,9 @@ async def show(ctx: Context) -> None:
     scope = await member_scope(ctx)
     if scope is None:
         return
-    if not is_officer(scope.member):
-        ctx.say("permission.officers_only")
+    key = refusal(scope.member, Action.VIEW_UNIT_PROGRESS, scope.unit, scope.unit)
+    if key is not None:
+        ctx.say(key)
         return
     ctx.enter(FLOW, "list")
     children = await units.children(ctx.session, scope.unit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from handlers.audit_log import note
 from handlers.context import Context
 from handlers.permissions import Action, can
 from handlers.types import Reply
@@ -38,6 +39,15 @@ async def decide(ctx: Context, args: list[str]) -> None:
     pact.responded_at = ctx.now
     ctx.outcome.choice_accepted = True
     verdict = "accepted" if accepted else "declined"
+    if pact.counterpart_unit_id is not None:
+        # Answering for a unit is an officer's act; a member's own answer is not audited.
+        note(
+            ctx,
+            "pact.accept" if accepted else "pact.decline",
+            unit_id=pact.counterpart_unit_id,
+            subject=f"pact:{pact.id}",
+            reference=commitment.reference,
+        )
     ctx.say(f"pact.you_{verdict}", reference=commitment.reference)
     await ctx.notify(
         pact.proposer_id,

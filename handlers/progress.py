@@ -15,7 +15,7 @@ from handlers import charts
 from handlers.charts import Bar, Trend, TrendPoint
 from handlers.context import Context
 from handlers.parsing import format_number
-from handlers.permissions import Action, can, is_officer
+from handlers.permissions import Action, can
 from handlers.scope import Scope, member_scope
 from handlers.targets import shortfall_text
 from handlers.types import Attachment, Reply
@@ -37,9 +37,7 @@ async def show(ctx: Context) -> None:
         return
     own, below = await progress_store.standings(ctx.session, scope.unit, scope.campaign.id)
     title = ctx.t("progress.title", campaign=scope.campaign.name)
-    officer = is_officer(scope.member) and can(
-        scope.member, Action.VIEW_UNIT_PROGRESS, scope.unit, scope.unit
-    )
+    officer = can(scope.member, Action.VIEW_UNIT_PROGRESS, scope.unit, scope.unit)
     if not officer or not below:
         text = "\n".join(
             [

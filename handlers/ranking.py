@@ -68,7 +68,7 @@ async def _allowed(ctx: Context, scope: Scope) -> list[str]:
     """Return the clusters this member may look at: their own first, then their subtree's."""
     own = await ranking.cluster_of(ctx.session, scope.unit)
     found = [own] if own else []
-    if is_officer(scope.member):
+    if can(scope.member, Action.VIEW_RANKING, scope.unit, scope.unit):
         for name in await ranking.clusters_within(ctx.session, scope.unit):
             if name in found:
                 continue

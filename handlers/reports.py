@@ -24,8 +24,10 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
+from handlers import audit_log
 from handlers.context import Context
-from handlers.permissions import Action, can
+from handlers.parsing import parse_id
+from handlers.permissions import Action, refusal
 from handlers.scope import Scope, member_scope
 from handlers.types import Attachment, Choice, Reply
 from storage import campaigns
@@ -552,7 +554,7 @@ async def start(ctx: Context) -> None:
     phases = await campaigns.phases(ctx.session, scope.campaign.id)
     argument = ctx.text.partition(" ")[2].strip()
     if argument:
-        number = int(argument) if argument.isdigit() else None
+        number = parse_id(argument)
         phase = next((p for p in phases if p.number == number), None)
         if phase is None:
             ctx.say("report.unknown_phase", number=argument[:10])
@@ -610,8 +612,9 @@ async def _officer_scope(ctx: Context) -> Scope | None:
     scope = await member_scope(ctx)
     if scope is None:
         return None
-    if not can(scope.member, Action.EXPORT_REPORT, scope.unit, scope.unit):
-        ctx.say("permission.officers_only")
+    key = refusal(scope.member, Action.EXPORT_REPORT, scope.unit, scope.unit)
+    if key is not None:
+        ctx.say(key)
         return None
     return scope
 
@@ -650,5 +653,14 @@ async def _send(ctx: Context, scope: Scope, phase: Phase | None) -> None:
         commendations=root.commendations,
     )
     name = file_stem(data, ctx.t, ctx.now, zone) + ".xlsx"
+    audit_log.note(
+        ctx,
+        "report.export",
+        unit_id=scope.unit.id,
+        subject=f"campaign:{scope.campaign.id}",
+        phase=phase.number if phase is not None else None,
+        format="xlsx",
+        file=name,
+    )
     attachment = Attachment.generated("document", name, content, XLSX_MIME)
     ctx.outcome.replies.append(Reply(text=text, attachments=(attachment,)))

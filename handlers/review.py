@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from handlers.audit_log import note as audit_note
 from handlers.context import Context
 from handlers.initiatives import vnd
 from handlers.parsing import parse_vnd
-from handlers.permissions import Action, can, is_officer
+from handlers.permissions import Action, can, refusal
 from handlers.scope import Scope, member_scope
 from handlers.types import Attachment, Reply
 from storage import initiatives as initiative_store
@@ -23,8 +24,9 @@ async def start(ctx: Context) -> None:
     scope = await member_scope(ctx)
     if scope is None:
         return
-    if not is_officer(scope.member):
-        ctx.say("permission.officers_only")
+    key = refusal(scope.member, Action.REVIEW_INITIATIVE, scope.unit, scope.unit)
+    if key is not None:
+        ctx.say(key)
         return
     ctx.enter(FLOW, "card", skipped=[])
     await _show_next(ctx, scope)
@@ -79,10 +81,15 @@ async def _show_next(ctx: Context, scope: Scope) -> None:
 async def resume(ctx: Context) -> None:
     """Continue the review at its current step."""
     scope = await member_scope(ctx)
-    if scope is None or not is_officer(scope.member):
+    key = (
+        refusal(scope.member, Action.REVIEW_INITIATIVE, scope.unit, scope.unit)
+        if scope is not None
+        else None
+    )
+    if scope is None or key is not None:
         ctx.leave()
-        if scope is not None:
-            ctx.say("permission.officers_only")
+        if key is not None:
+            ctx.say(key)
         return
     initiative = await _reviewable(ctx, scope)
     if initiative is None:
@@ -177,13 +184,16 @@ async def _level(ctx: Context, scope: Scope, initiative: Initiative) -> None:
 
 
 async def _accept_note(ctx: Context, scope: Scope, initiative: Initiative) -> None:
-    note = None if ctx.pressed == "none" else clean(ctx.text)[:REASON_MAX] or None
+    note = None if ctx.pressed == "none" else clean(ctx.text) or None
+    if note is not None and len(note) > REASON_MAX:
+        ctx.say("input.too_long", maximum=REASON_MAX, length=len(note))
+        return
     data = ctx.conversation.data
     value = data.get("value")
     level = str(data.get("level"))
-    _decide(ctx, scope, initiative, InitiativeStatus.ACCEPTED, note)
     initiative.recognised_value = int(value) if value is not None else None
     initiative.recognised_level = level
+    _decide(ctx, scope, initiative, InitiativeStatus.ACCEPTED, note)
     level_name = ctx.t(f"review.level_{level}_name")
     ctx.say("review.accepted", reference=initiative.reference, level=level_name)
     await ctx.notify(
@@ -254,6 +264,22 @@ def _decide(
     initiative.review_note = note
     initiative.reviewer_id = scope.member.id
     initiative.reviewed_at = initiative.updated_at = ctx.now
+    audit_note(
+        ctx,
+        _AUDIT_ACTIONS[status],
+        unit_id=initiative.unit_id,
+        subject=f"initiative:{initiative.id}",
+        reference=initiative.reference,
+        level=initiative.recognised_level if status == InitiativeStatus.ACCEPTED else None,
+        value=initiative.recognised_value if status == InitiativeStatus.ACCEPTED else None,
+    )
+
+
+_AUDIT_ACTIONS = {
+    InitiativeStatus.ACCEPTED: "initiative.accept",
+    InitiativeStatus.REJECTED: "initiative.reject",
+    InitiativeStatus.CHANGES_REQUESTED: "initiative.changes",
+}
 
 
 async def _offer_next(ctx: Context, scope: Scope) -> None:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from handlers.context import Context
 from handlers.i18n import Catalogue
-from handlers.permissions import is_officer
+from handlers.permissions import Action, refusal
 from handlers.scope import member_scope
 from storage import schedule
 from storage.clock import QuietHours
@@ -32,8 +32,9 @@ async def show(ctx: Context) -> None:
     scope = await member_scope(ctx)
     if scope is None:
         return
-    if not is_officer(scope.member):
-        ctx.say("permission.officers_only")
+    key = refusal(scope.member, Action.VIEW_SCHEDULE, scope.unit, scope.unit)
+    if key is not None:
+        ctx.say(key)
         return
     settings = ctx.services.config
     config = PlanConfig(zone=settings.timezone, run_time=settings.run_time)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 
+from handlers.audit_log import note
 from handlers.context import ACTION_PREFIX, Context
-from handlers.permissions import Action, can, is_officer
+from handlers.permissions import Action, can, refusal
 from handlers.scope import Scope, member_scope
 from handlers.types import Attachment, Choice, Reply
 from storage import commitments as commitment_store
@@ -40,7 +41,7 @@ async def start(ctx: Context) -> None:
         ctx.choice(ctx.t("story.menu_new"), "new"),
         ctx.choice(ctx.t("story.menu_list"), "list"),
     ]
-    if is_officer(scope.member):
+    if can(scope.member, Action.REVIEW_STORY, scope.unit, scope.unit):
         waiting = await recognition.review_queue(
             ctx.session, scope.unit, scope.campaign.id, reviewer_id=scope.member.id
         )
@@ -82,7 +83,7 @@ async def _menu(ctx: Context, scope: Scope) -> None:
         _ask_kind(ctx)
     elif ctx.pressed == "list":
         await _show_page(ctx, scope, 0)
-    elif ctx.pressed == "review" and is_officer(scope.member):
+    elif ctx.pressed == "review" and can(scope.member, Action.REVIEW_STORY, scope.unit, scope.unit):
         ctx.goto("card", skipped=[], id=None)
         await _show_next(ctx, scope)
     else:
@@ -131,7 +132,7 @@ async def _person(ctx: Context, scope: Scope) -> None:
             member is None
             or unit is None
             or member.status != MemberStatus.ACTIVE
-            or not units.is_within(unit, scope.unit)
+            or not can(scope.member, Action.NOMINATE_STORY, unit, scope.unit)
         ):
             ctx.say("choice.invalid")
             return
@@ -267,9 +268,10 @@ async def _confirm(ctx: Context, scope: Scope) -> None:
         ctx.leave()
         ctx.say("choice.invalid")
         return
-    if not units.is_within(unit, scope.unit):
+    key = refusal(scope.member, Action.NOMINATE_STORY, unit, scope.unit)
+    if key is not None:
         ctx.leave()
-        ctx.say("permission.outside_subtree")
+        ctx.say(key)
         return
     story = Story(
         campaign_id=scope.campaign.id,
@@ -396,9 +398,10 @@ async def _reviewable(ctx: Context, scope: Scope) -> tuple[Story, Unit] | None:
 
 
 async def _review_step(ctx: Context, scope: Scope, step: str) -> None:
-    if not is_officer(scope.member):
+    key = refusal(scope.member, Action.REVIEW_STORY, scope.unit, scope.unit)
+    if key is not None:
         ctx.leave()
-        ctx.say("permission.officers_only")
+        ctx.say(key)
         return
     found = await _reviewable(ctx, scope)
     if found is None:
@@ -428,6 +431,7 @@ async def _approve(ctx: Context, scope: Scope, story: Story, unit: Unit) -> None
     story.status = StoryStatus.APPROVED
     story.reviewer_id = scope.member.id
     story.reviewed_at = ctx.now
+    note(ctx, "story.approve", unit_id=unit.id, subject=f"story:{story.id}")
     chat = await recognition.publish_chat_for(ctx.session, unit)
     if chat is not None:
         # Published through the delivery engine, like every message the bot pushes.
@@ -462,6 +466,7 @@ async def _reject(ctx: Context, scope: Scope, story: Story) -> None:
     story.reviewer_id = scope.member.id
     story.reviewed_at = ctx.now
     story.review_note = reason
+    note(ctx, "story.reject", unit_id=story.unit_id, subject=f"story:{story.id}")
     ctx.say("story.rejected", name=story.subject_name)
     text = ctx.t("story.author_rejected", name=story.subject_name, reason=reason)
     await ctx.notify(story.author_id, Reply(text=text))

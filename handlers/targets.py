@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from handlers.audit_log import note
 from handlers.context import Context
 from handlers.parsing import format_number
-from handlers.permissions import Action, can, is_officer
+from handlers.permissions import OUTSIDE_SUBTREE, Action, can, refusal
 from handlers.scope import Scope, member_scope
 from handlers.types import Choice
 from storage import targets as target_store
@@ -26,11 +27,7 @@ async def start(ctx: Context) -> None:
     scope = await member_scope(ctx)
     if scope is None:
         return
-    if not is_officer(scope.member):
-        ctx.say("permission.officers_only")
-        return
-    if not await units.children(ctx.session, scope.unit):
-        ctx.say("targets.no_children", unit=scope.unit.name)
+    if not await _may_set_any(ctx, scope):
         return
     ctx.enter(FLOW, "pick")
     await _overview(ctx, scope, offset=0)
@@ -42,14 +39,28 @@ async def resume(ctx: Context) -> None:
     if scope is None:
         ctx.leave()
         return
-    if not is_officer(scope.member):
+    if not await _may_set_any(ctx, scope):
         ctx.leave()
-        ctx.say("permission.officers_only")
         return
     if ctx.conversation.step == "value":
         await _value(ctx, scope)
     else:
         await _pick(ctx, scope)
+
+
+async def _may_set_any(ctx: Context, scope: Scope) -> bool:
+    """Tell whether the member may set a target of some unit; if not, answer why."""
+    children = await units.children(ctx.session, scope.unit)
+    # Any unit right below stands for them all: the rule is the same for each.
+    key = refusal(scope.member, Action.SET_TARGETS, children[0] if children else None, scope.unit)
+    if key is None:
+        return True
+    own = refusal(scope.member, Action.SET_TARGETS, scope.unit, scope.unit)
+    if not children and own == OUTSIDE_SUBTREE:
+        ctx.say("targets.no_children", unit=scope.unit.name)
+    else:
+        ctx.say(key)
+    return False
 
 
 async def _pick(ctx: Context, scope: Scope) -> None:
@@ -62,7 +73,7 @@ async def _pick(ctx: Context, scope: Scope) -> None:
         return
     unit = await _child(ctx, scope, pressed)
     if unit is None:
-        ctx.say("permission.outside_subtree")
+        ctx.say(OUTSIDE_SUBTREE)
         return
     ctx.goto("value", unit_id=unit.id)
     current = await target_store.get(ctx.session, unit.id, scope.campaign.id, METRIC)
@@ -103,7 +114,7 @@ async def _value(ctx: Context, scope: Scope) -> None:
     unit = await _child(ctx, scope, f"u{unit_id}")
     if unit is None:
         ctx.leave()
-        ctx.say("permission.outside_subtree")
+        ctx.say(OUTSIDE_SUBTREE)
         return
     if ctx.pressed is not None:
         ctx.say("targets.type_number", unit=unit.name)
@@ -125,6 +136,16 @@ async def _value(ctx: Context, scope: Scope) -> None:
         now=ctx.now,
         set_by_id=scope.member.id,
     )
+    if previous != value:
+        note(
+            ctx,
+            "target.set",
+            unit_id=unit.id,
+            subject=f"campaign:{scope.campaign.id}",
+            metric=METRIC,
+            value=value,
+            previous=previous,
+        )
     if previous is None:
         ctx.say("targets.set", unit=unit.name, value=format_number(value))
     elif previous == value:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, time
 
+from handlers.audit_log import note
 from handlers.context import Context
-from handlers.permissions import Action, can, is_officer
+from handlers.permissions import Action, can, refusal
 from handlers.scope import Scope, member_scope
 from storage import upward
 from storage.models import Deadline, DeadlineKind, ReportSubmission, Unit, UnitKind
@@ -24,8 +25,12 @@ async def start(ctx: Context) -> None:
     scope = await member_scope(ctx)
     if scope is None:
         return
-    if not is_officer(scope.member):
-        ctx.say("permission.officers_only")
+    # A CĐCS's officers submit; those above follow who has submitted.
+    grassroots = scope.unit.kind == UnitKind.GRASSROOTS
+    action = Action.SUBMIT_REPORT if grassroots else Action.VIEW_UNIT_PROGRESS
+    key = refusal(scope.member, action, scope.unit, scope.unit)
+    if key is not None:
+        ctx.say(key)
         return
     deadlines = await upward.report_deadlines(ctx.session, scope.campaign.id)
     if not deadlines:
@@ -95,7 +100,7 @@ async def resume(ctx: Context) -> None:
 
 async def _deadline(ctx: Context, scope: Scope, raw: str) -> Deadline | None:
     """Return a report deadline of the member's campaign that this officer's CĐCS reports to."""
-    if not raw.isdigit() or not is_officer(scope.member):
+    if not raw.isdigit():
         return None
     deadline = await ctx.session.get(Deadline, int(raw))
     if (
@@ -204,6 +209,13 @@ async def _confirm(ctx: Context, scope: Scope, deadline: Deadline) -> None:
         existing.figures, existing.highlights = figures, highlights
         existing.submitted_by_id, existing.submitted_at = scope.member.id, ctx.now
         key = "upward.resubmitted"
+    note(
+        ctx,
+        "upward.submit",
+        unit_id=scope.unit.id,
+        subject=f"deadline:{deadline.id}",
+        again=existing is not None,
+    )
     ctx.leave()
     ctx.say(key, unit=scope.unit.name, title=deadline.title)
 

@@ -31,6 +31,9 @@ def backup_sqlite(database: Path, out: Path) -> int:
         raise BackupError("missing_database", path=database)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
+    partial.unlink(missing_ok=True)
+    # Members' personal data is in the copy: readable by its owner only, from the start.
+    partial.touch(mode=0o600)
     source = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     try:
         target = sqlite3.connect(partial)

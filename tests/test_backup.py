@@ -27,6 +27,8 @@ async def test_a_backup_restores_the_database_as_it_was(tmp_path: Path) -> None:
     assert status == 0, err
     assert out.startswith("Đã sao lưu vào saved/b.db (")
     assert not list((tmp_path / "saved").glob("*.partial"))
+    # Members' personal data: nobody but the operator may read the copy.
+    assert (tmp_path / "saved" / "b.db").stat().st_mode & 0o777 == 0o600
 
     with sqlite3.connect(database) as connection:  # something goes wrong afterwards
         connection.execute("DELETE FROM units WHERE parent_id IS NOT NULL AND code LIKE 'CDCS-%'")

@@ -15,11 +15,9 @@ from storage import targets
 from storage.importers.units import (
     ImportProblem,
     UnitImportError,
-    _csv_table,
-    _is_blank,
     _key,
-    _unreadable,
-    _xlsx_table,
+    find_columns,
+    read_table,
 )
 from storage.models import Campaign, Target, Unit
 from storage.targets import Shortfall
@@ -102,48 +100,18 @@ class _Parsed:
 def read_target_rows(path: Path) -> list[TargetRow]:
     """Read the data rows of a CSV or XLSX target file, raising TargetImportError if unusable."""
     try:
-        suffix = path.suffix.lower()
-        if suffix not in (".csv", ".xlsx"):
-            raise _unreadable("unsupported_type")
-        try:
-            content = path.read_bytes()
-        except OSError:
-            raise _unreadable("cannot_open") from None
-        table = _csv_table(content) if suffix == ".csv" else _xlsx_table(content)
+        header_line, columns, rows = find_columns(read_table(path), COLUMNS)
     except UnitImportError as error:
         raise TargetImportError(error.problems) from None
-    return _rows_from_table(table)
-
-
-def _rows_from_table(table: Iterable[tuple[int, list[str]]]) -> list[TargetRow]:
-    rows = iter(table)
-    header = next(((n, cells) for n, cells in rows if not _is_blank(cells)), None)
-    if header is None:
-        raise TargetImportError([ImportProblem(1, "empty_file")])
-    header_line, names = header
-    positions: dict[str, int] = {}
-    for index, name in enumerate(names):
-        positions.setdefault(name.replace("\ufeff", "").strip().lower(), index)
-    missing = [column for column in COLUMNS if column not in positions]
-    if missing:
-        raise TargetImportError(
-            [ImportProblem(header_line, "missing_column", {"column": c}) for c in missing]
-        )
-
-    def cell(cells: list[str], column: str) -> str:
-        index = positions[column]
-        return cells[index].strip() if index < len(cells) else ""
-
     result = [
         TargetRow(
             line=number,
-            unit_code=cell(cells, "unit_code"),
-            campaign=cell(cells, "campaign"),
-            metric=cell(cells, "metric"),
-            value=cell(cells, "value"),
+            unit_code=columns.cell(cells, "unit_code").strip(),
+            campaign=columns.cell(cells, "campaign").strip(),
+            metric=columns.cell(cells, "metric").strip(),
+            value=columns.cell(cells, "value").strip(),
         )
         for number, cells in rows
-        if not _is_blank(cells)
     ]
     if not result:
         raise TargetImportError([ImportProblem(header_line, "empty_file")])

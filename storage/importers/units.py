@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -145,6 +145,26 @@ class _Existing:
 
 def read_unit_rows(path: Path) -> list[UnitRow]:
     """Read the data rows of a CSV or XLSX unit file, raising UnitImportError if unusable."""
+    header_line, columns, rows = find_columns(read_table(path), COLUMNS)
+    result = [
+        UnitRow(
+            line=number,
+            code=columns.cell(cells, "code"),
+            name=columns.cell(cells, "name"),
+            parent_code=columns.cell(cells, "parent_code"),
+            kind=columns.cell(cells, "kind"),
+            sector=columns.cell(cells, "sector"),
+            cluster=columns.cell(cells, "cluster") if "cluster" in columns.positions else None,
+        )
+        for number, cells in rows
+    ]
+    if not result:
+        raise UnitImportError([ImportProblem(header_line, "empty_file")])
+    return result
+
+
+def read_table(path: Path) -> list[tuple[int, list[str]]]:
+    """Read a CSV or XLSX file as numbered rows of text cells, raising UnitImportError."""
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".xlsx"):
         raise _unreadable("unsupported_type")
@@ -152,8 +172,39 @@ def read_unit_rows(path: Path) -> list[UnitRow]:
         content = path.read_bytes()
     except OSError:
         raise _unreadable("cannot_open") from None
-    table = _csv_table(content) if suffix == ".csv" else _xlsx_table(content)
-    return _rows_from_table(table)
+    return _csv_table(content) if suffix == ".csv" else _xlsx_table(content)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where each named column of a table is, by its header."""
+
+    positions: dict[str, int]
+
+    def cell(self, cells: list[str], column: str) -> str:
+        """Return the row's cell of `column`, empty where the row is short."""
+        index = self.positions[column]
+        return cells[index] if index < len(cells) else ""
+
+
+def find_columns(
+    table: Iterable[tuple[int, list[str]]], required: Sequence[str]
+) -> tuple[int, Columns, list[tuple[int, list[str]]]]:
+    """Find the header row and the required columns; return it, them and the non-blank rows."""
+    rows = iter(table)
+    header = next(((n, cells) for n, cells in rows if not _is_blank(cells)), None)
+    if header is None:
+        raise UnitImportError([ImportProblem(1, "empty_file")])
+    header_line, names = header
+    positions: dict[str, int] = {}
+    for index, name in enumerate(names):
+        positions.setdefault(name.replace("\ufeff", "").strip().lower(), index)
+    missing = [column for column in required if column not in positions]
+    if missing:
+        raise UnitImportError(
+            [ImportProblem(header_line, "missing_column", {"column": c}) for c in missing]
+        )
+    return header_line, Columns(positions), [(n, c) for n, c in rows if not _is_blank(c)]
 
 
 def _unreadable(reason: str, line: int = 1) -> UnitImportError:
@@ -211,43 +262,6 @@ def _cell_text(value: Any) -> str:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     return str(value)
-
-
-def _rows_from_table(table: Iterable[tuple[int, list[str]]]) -> list[UnitRow]:
-    rows = iter(table)
-    header = next(((n, cells) for n, cells in rows if not _is_blank(cells)), None)
-    if header is None:
-        raise UnitImportError([ImportProblem(1, "empty_file")])
-    header_line, names = header
-    positions: dict[str, int] = {}
-    for index, name in enumerate(names):
-        positions.setdefault(name.replace("\ufeff", "").strip().lower(), index)
-    missing = [column for column in COLUMNS if column not in positions]
-    if missing:
-        raise UnitImportError(
-            [ImportProblem(header_line, "missing_column", {"column": c}) for c in missing]
-        )
-
-    def cell(cells: list[str], column: str) -> str:
-        index = positions[column]
-        return cells[index] if index < len(cells) else ""
-
-    result = [
-        UnitRow(
-            line=number,
-            code=cell(cells, "code"),
-            name=cell(cells, "name"),
-            parent_code=cell(cells, "parent_code"),
-            kind=cell(cells, "kind"),
-            sector=cell(cells, "sector"),
-            cluster=cell(cells, "cluster") if "cluster" in positions else None,
-        )
-        for number, cells in rows
-        if not _is_blank(cells)
-    ]
-    if not result:
-        raise UnitImportError([ImportProblem(header_line, "empty_file")])
-    return result
 
 
 def _is_blank(cells: Iterable[str]) -> bool:
