@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from handlers.context import Context
-from handlers.permissions import is_officer
+from handlers.permissions import Action, can, is_officer
+from storage import units
 
 
 async def show(ctx: Context) -> None:
@@ -14,6 +15,9 @@ async def show(ctx: Context) -> None:
     ctx.say("help.member")
     if is_officer(ctx.member):
         ctx.say("help.officer")
+    unit = await units.get(ctx.session, ctx.member.unit_id)
+    if can(ctx.member, Action.VIEW_AUDIT, unit, unit):
+        ctx.say("audit.help_admin")
 
 
 async def cancel(ctx: Context) -> None:

@@ -19,7 +19,7 @@ from handlers.i18n import Catalogue
 from scheduler import broadcasts, runs
 from scheduler.leader import Leadership
 from scheduler.pacts import expire_pacts
-from storage import inbox, schedule_runs
+from storage import inbox, privacy, schedule_runs
 from storage.clock import Clock
 from storage.engine import SessionFactory
 from storage.models import RunStatus
@@ -43,6 +43,8 @@ class ScheduleConfig:
     grace: timedelta = timedelta(hours=6)
     horizon: timedelta = timedelta(days=14)  # how far ahead APScheduler holds jobs
     leader_check: float = 5.0  # seconds between tries to take the lead
+    # Members who left the union longer ago than this are erased; None keeps them.
+    left_member_retention: timedelta | None = timedelta(days=365)
 
     @property
     def plan(self) -> PlanConfig:
@@ -139,12 +141,32 @@ class Scheduler:
             queued += await broadcasts.report_finished(self._sessions, self._clock, self._texts)
             async with self._sessions() as session, session.begin():
                 await inbox.purge(session, self._clock.now() - INBOX_RETENTION)
+            await self.erase_left_members()
             await self.sync_jobs()
         except Exception:
             log.exception("scheduled work failed")
         if queued:
             self._on_queued()
         return queued
+
+    async def erase_left_members(self) -> int:
+        """Erase the members who left longer ago than the retention period; return how many."""
+        retention = self.config.left_member_retention
+        if retention is None:
+            return 0
+        words = privacy.Placeholders(
+            name=self._texts("privacy.erased_name"), text=self._texts("privacy.erased_text")
+        )
+        async with self._sessions() as session, session.begin():
+            now = self._clock.now()
+            due = await privacy.left_before(session, now - retention)
+            for member in due:
+                await privacy.erase(
+                    session, member, now, placeholders=words, by=None, via="scheduler"
+                )
+        if due:
+            log.info("erased %d members who left more than %s ago", len(due), retention)
+        return len(due)
 
     async def run_due(self) -> Outcome:
         """Run every due run not yet recorded; record those too late as skipped."""

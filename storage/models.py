@@ -59,6 +59,7 @@ class MemberStatus(enum.StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     REJECTED = "rejected"
+    LEFT = "left"  # left the union; erased after the retention period
 
 
 class OutboxStatus(enum.StrEnum):
@@ -112,6 +113,10 @@ class Member(Base):
     consent_version: Mapped[str | None] = mapped_column(String(16))
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     created_at: Mapped[datetime]
+    # When an officer recorded that the member left the union: the retention period starts.
+    left_at: Mapped[datetime | None] = mapped_column(index=True)
+    # When their personal data was erased (on request, or at the end of the retention period).
+    erased_at: Mapped[datetime | None]
 
     unit: Mapped[Unit] = relationship(lazy="raise")
 
@@ -196,13 +201,11 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("channel_accounts.id", ondelete="CASCADE"), index=True
-    )
+    # No foreign keys on purpose: checking them per row doubled the time to queue a large
+    # broadcast. A row whose account or broadcast is gone is failed when claimed.
+    account_id: Mapped[int] = mapped_column(Integer, index=True)
     channel: Mapped[str] = mapped_column(String(16))
-    broadcast_id: Mapped[int | None] = mapped_column(
-        ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True
-    )
+    broadcast_id: Mapped[int | None] = mapped_column(Integer, index=True)
     payload: Mapped[dict[str, Any] | None]
     status: Mapped[OutboxStatus] = mapped_column(
         _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.PENDING
@@ -687,3 +690,25 @@ class ReportSubmission(Base):
     submitted_at: Mapped[datetime]
 
     __table_args__ = (UniqueConstraint("deadline_id", "unit_id"),)
+
+
+class AuditEntry(Base):
+    """One officer's or admin's action: who, what, when, on which unit."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    # None for the command line and the bot's own doings; SET NULL keeps the entry.
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("members.id", ondelete="SET NULL"), index=True
+    )
+    # The channel the action came from ("telegram", "zalo", "console") or "cli".
+    via: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(40))
+    unit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("units.id", ondelete="SET NULL"), index=True
+    )
+    # What was acted on, as "kind:id" (e.g. "initiative:12"), when it is one thing.
+    subject: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
