@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest workers: the heavy tests go one after another on one of them (tests/conftest.py).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: demo test test-fast test-crash lint bench run clean
 
@@ -26,14 +29,14 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest
+	$(PYTEST)
 
 # Only the kill tests and two processes sharing the outbox.
 test-crash: $(STAMP)
 	$(BIN)/pytest -m crash -s
 
 test-fast: lint
-	$(BIN)/pytest -m "not slow and not crash"
+	$(PYTEST) -m "not slow and not crash and not fault and not fuzz"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.webhook

@@ -138,6 +138,8 @@ def _settings(api_url: str, database_url: str) -> Settings:
         highest = [m.le for m in cap.metadata if getattr(m, "le", None) is not None]
         if highest:
             overrides["telegram_rate_limit"] = highest[0]
+    # Simulated users answer as fast as the bot does: no flood control either.
+    overrides |= {"flood_rate": 1000.0, "flood_burst": 1000}
     return load_settings(
         database_url=database_url,
         telegram_bot_token=TOKEN,

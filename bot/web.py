@@ -11,6 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from bot.zalo.oa import signature_valid
+from storage.engine import DatabaseUnavailableError
+from storage.text import storable_json
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,21 @@ ZALO_OA_WEBHOOK_PATH = "/zalo-oa/webhook"
 ZALO_OA_SIGNATURE_HEADER = "X-ZEvent-Signature"
 
 Receiver = Callable[[dict[str, Any]], Awaitable[None]]
+# Telegram's update ids are 32-bit; anything beyond a 64-bit integer is not an update.
+_UPDATE_ID_LIMIT = 2**63
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(body: bytes | str) -> Any:
+    """Parse a webhook body as strict JSON (no NaN or Infinity), without NUL characters.
+
+    Raises ValueError. What the database cannot store would otherwise fail the whole batch
+    of updates stored with it.
+    """
+    return storable_json(json.loads(body, parse_constant=_reject_constant))
 
 
 def secret_matches(supplied: str | None, expected: bytes) -> bool:
@@ -41,14 +58,19 @@ def telegram_webhook(
             return web.Response(status=403)
         body = await request.read()
         try:
-            payload = json.loads(body)
+            payload = parse_json(body)
         except ValueError:
             return web.Response(status=400, text="malformed JSON")
         update_id = payload.get("update_id") if isinstance(payload, dict) else None
         if not isinstance(update_id, int) or isinstance(update_id, bool):
             return web.Response(status=400, text="no update_id")
+        if not -_UPDATE_ID_LIMIT <= update_id < _UPDATE_ID_LIMIT:
+            return web.Response(status=400, text="update_id out of range")
         # Stored before we answer: once Telegram has its 200, the update is safe with us.
-        await receive(payload)
+        try:
+            await receive(payload)
+        except DatabaseUnavailableError:
+            return _unavailable()
         return web.Response(status=200)
 
     return handle
@@ -69,13 +91,15 @@ def zalo_webhook(
             log.warning("Zalo webhook call without the right secret from %s", request.remote)
             return web.Response(status=403)
         try:
-            payload = json.loads(await request.read())
+            payload = parse_json(await request.read())
         except ValueError:
             return web.Response(status=400, text="malformed JSON")
         if not isinstance(payload, dict):
             return web.Response(status=400, text="not an update")
         try:
             await receive(payload)
+        except DatabaseUnavailableError:
+            return _unavailable()
         except ValueError as error:
             return web.Response(status=400, text=str(error))
         return web.json_response({"ok": True})
@@ -100,18 +124,31 @@ def zalo_oa_webhook(
             log.warning("Zalo OA webhook call without a valid signature from %s", request.remote)
             return web.Response(status=403)
         try:
-            payload = json.loads(body)
+            payload = parse_json(body)
         except ValueError:
             return web.Response(status=400, text="malformed JSON")
         if not isinstance(payload, dict):
             return web.Response(status=400, text="not an event")
         try:
             await receive(payload)
+        except DatabaseUnavailableError:
+            return _unavailable()
         except ValueError as error:
             return web.Response(status=400, text=str(error))
         return web.json_response({"error": 0})
 
     return handle
+
+
+def _unavailable() -> web.Response:
+    """Refuse an update that could not be stored, so that the messenger sends it again.
+
+    Telegram repeats a webhook call answered with a non-2xx status (its setWebhook
+    documentation: it gives up "after a reasonable amount of attempts"; unconfirmed updates are
+    kept up to 24 hours). Zalo's documentation says nothing of retries: whether it sends the
+    event again is unknown, so the sender is told of the interruption as well.
+    """
+    return web.Response(status=503, text="database unavailable", headers={"Retry-After": "5"})
 
 
 async def health(_request: web.Request) -> web.Response:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import io
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -91,7 +92,7 @@ def trend_size() -> tuple[int, int]:
 def draw_bars(title: str, axis: str, bars: Sequence[Bar]) -> bytes:
     """Draw horizontal bars of percentage of target, first bar on top; return a PNG."""
     width, height = bars_size(len(bars))
-    with _drawing:
+    with _drawing, _literal_text():
         figure = _figure(width, height)
         inches = height / DPI
         bottom, top_margin = BARS_BOTTOM_IN / inches, BARS_TOP_IN / inches
@@ -123,7 +124,7 @@ def draw_trend(trend: Trend) -> bytes:
     totals = [0, *(point.total for point in trend.points)]
     last_day = days[-1]
     pace = trend.target * last_day / trend.days if trend.target and trend.days > 0 else None
-    with _drawing:
+    with _drawing, _literal_text():
         figure = _figure(width, height)
         axes = figure.add_axes(
             (
@@ -208,6 +209,19 @@ def _thinned(points: Sequence[TrendPoint]) -> list[TrendPoint]:
             kept.pop()  # too close to the last week's
         kept.append(points[-1])
     return kept
+
+
+@contextmanager
+def _literal_text() -> Iterator[None]:
+    """Show every text as written: a unit or member named "$x^2$" must not become math.
+
+    matplotlib reads text between two "$" as mathtext, which changes the label or fails to
+    parse. Figures are drawn one at a time (`_drawing`), so the setting is the chart's alone.
+    """
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        yield
 
 
 def _figure(width: int, height: int) -> Figure:

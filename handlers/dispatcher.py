@@ -7,15 +7,21 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
+from datetime import datetime, timedelta
+
+from aiolimiter import AsyncLimiter
 
 from handlers.context import ACTION_PREFIX, CHOICE_PREFIX, NONCE_PLACEHOLDER, Context, Services
+from handlers.parsing import parse_id
 from handlers.routing import Routes
 from handlers.types import Incoming, Outcome, Reply
 from storage import accounts, inbox
+from storage.engine import DatabaseUnavailableError, is_connection_error
 from storage.models import Conversation
-from storage.text import clean, fold
+from storage.outbox import ReplyJournal
+from storage.text import clean, clean_line, fold
 
 log = logging.getLogger(__name__)
 
@@ -41,34 +47,147 @@ class _KeyedLocks:
                 del self._locks[key]
 
 
+class _FloodGuard:
+    """Slow down one sender past a sustained rate, in order, without delaying anyone else.
+
+    A leaky bucket per sender (aiolimiter): `burst` messages pass at once, then `rate` a
+    second. Waiting senders queue behind a lock of their own, so their messages keep their order.
+    """
+
+    # Senders remembered before idle ones (their bucket drained) are forgotten.
+    _PRUNE_ABOVE = 1000
+
+    def __init__(self, rate: float, burst: int, notice_every: timedelta) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._notice_every = notice_every
+        self._limiters: dict[str, AsyncLimiter] = {}
+        self._turns = _KeyedLocks()
+        self._noticed: dict[str, datetime] = {}
+        self._passes: defaultdict[str, int] = defaultdict(int)
+        self._to_tell: set[str] = set()
+
+    async def admit(self, key: str, now: datetime) -> None:
+        """Wait until the sender may be handled again; note whether to tell them they are slowed."""
+        async with self._turns.hold(key):
+            limiter = self._limiters.get(key)
+            if limiter is None:
+                if len(self._limiters) > self._PRUNE_ABOVE:
+                    self._prune(now)
+                limiter = AsyncLimiter(self._burst, self._burst / self._rate)
+                self._limiters[key] = limiter
+            if not limiter.has_capacity():
+                last = self._noticed.get(key)
+                if last is None or now - last >= self._notice_every:
+                    self._noticed[key] = now
+                    self._to_tell.add(key)
+            await limiter.acquire()
+        self._passes[key] += 1
+
+    async def take_turn(self, key: str, now: datetime) -> bool:
+        """Use the sender's admission, waiting for one if none was taken; True to tell them."""
+        if not self._passes.get(key):
+            await self.admit(key, now)
+        self._passes[key] -= 1
+        if not self._passes[key]:
+            del self._passes[key]
+        if key in self._to_tell:
+            self._to_tell.discard(key)
+            return True
+        return False
+
+    def _prune(self, now: datetime) -> None:
+        for key, limiter in list(self._limiters.items()):
+            if limiter.has_capacity(self._burst) and key not in self._passes:
+                del self._limiters[key]
+        for key, when in list(self._noticed.items()):
+            if now - when >= self._notice_every:
+                del self._noticed[key]
+
+
 class Dispatcher:
     """Handle each incoming message once, in one transaction, and say what to answer."""
 
-    def __init__(self, services: Services, routes: Routes, *, max_transactions: int = 16) -> None:
+    def __init__(
+        self,
+        services: Services,
+        routes: Routes,
+        *,
+        max_transactions: int = 16,
+        flood_rate: float = 1.0,
+        flood_burst: int = 8,
+        flood_notice_every: timedelta = timedelta(minutes=1),
+    ) -> None:
         self._services = services
         self._routes = routes
         self._locks = _KeyedLocks()
+        # A person sending faster than anyone types (a script, a stuck key) is slowed down,
+        # so they cannot take the database and the workers from everyone else.
+        self._flood = _FloodGuard(flood_rate, flood_burst, flood_notice_every)
         # Messages in their transaction at once. More would not go faster (a transaction is a
         # few round trips on a busy core) but would outgrow the connection pool, whose
         # overflow connections are opened and closed again for each use.
         self._transactions = asyncio.Semaphore(max_transactions)
+        self._journal: ReplyJournal | None = None
+
+    def journal_replies(self, channel: str) -> ReplyJournal:
+        """Write a channel's answers to the outbox as they are decided; the channel finishes them.
+
+        A channel calls it when it will send each outcome's `journal_ids` replies and then
+        finish (or hand over) those rows: answers then survive the process dying before sending.
+        """
+        if self._journal is None:
+            self._journal = ReplyJournal(self._services.sessions, self._services.clock)
+        self._journal.channels.add(channel)
+        return self._journal
 
     async def handle(self, incoming: Incoming) -> Outcome:
-        """Handle one message; a failure becomes an apology with a reference id."""
+        """Handle one message; a failure becomes an apology with a reference id.
+
+        Raises DatabaseUnavailableError when the database cannot be reached.
+        """
         incoming = self._normalise(incoming)
+        sender = f"{incoming.channel}:{incoming.user_id}"
         # Messages of one user are handled in the order they arrived.
-        async with self._locks.hold(f"{incoming.channel}:{incoming.user_id}"):
+        async with self._locks.hold(sender):
+            slowed = await self._flood.take_turn(sender, self._services.clock.now())
             try:
-                return await self._handle(incoming)
-            except Exception:
+                outcome = await self._handle(incoming)
+                if slowed and outcome.replies:  # not for a redelivered update answered before
+                    outcome.replies.insert(0, Reply(self._services.texts("flood.slowed")))
+                return outcome
+            except Exception as error:
+                if is_connection_error(error):
+                    # Not the handler's fault: the update stays stored and unhandled (its
+                    # transaction rolled back), and the channel retries it once the database
+                    # is back, instead of apologising for an error.
+                    raise DatabaseUnavailableError(str(error)) from error
                 ref = secrets.token_hex(4).upper()
                 log.exception("handler failed [ref %s] on %s update", ref, incoming.channel)
                 await self._record_failure(incoming, ref)
                 return Outcome(replies=[Reply(self._services.texts("error.unexpected", ref=ref))])
 
+    def turn(self, incoming: Incoming) -> AbstractAsyncContextManager[None]:
+        """Hold the sender's turn, for a channel recording something of theirs itself.
+
+        Their messages being handled meanwhile would otherwise race it to create their account.
+        """
+        return self._locks.hold(f"{incoming.channel}:{incoming.user_id}")
+
+    async def admit(self, incoming: Incoming) -> None:
+        """Wait, before taking a channel's worker, until the sender may be handled again.
+
+        A channel calls it in the order messages arrived, then `handle`; a sender over the
+        flood rate waits here holding nothing that others need.
+        """
+        sender = f"{incoming.channel}:{incoming.user_id}"
+        await self._flood.admit(sender, self._services.clock.now())
+
     def _normalise(self, incoming: Incoming) -> Incoming:
         text = clean(incoming.text) if incoming.text is not None else None
-        return replace(incoming, text=text)
+        # A name from the messenger is shown to officers: one clean line.
+        name = clean_line(incoming.display_name)[:128] or None if incoming.display_name else None
+        return replace(incoming, text=text, display_name=name)
 
     async def _handle(self, incoming: Incoming) -> Outcome:
         async with self._transactions:
@@ -109,6 +228,18 @@ class Dispatcher:
             await self._route(ctx)
             self._stamp_nonce(ctx)
             self._remember_menu(ctx)
+            journal = self._journal
+            if journal is not None and ctx.outcome.replies and incoming.channel in journal.channels:
+                # The answers become durable with the step that produced them.
+                ctx.outcome.journal_ids = await journal.write(
+                    session,
+                    account_id=account.id,
+                    channel=incoming.channel,
+                    payloads=[reply.to_dict() for reply in ctx.outcome.replies],
+                    now=now,
+                )
+        if ctx.outcome.journal_ids and self._journal is not None:
+            self._journal.hold(ctx.outcome.journal_ids)  # committed: renewed until sent
         return ctx.outcome
 
     def _numbered_choice(self, incoming: Incoming, conversation: Conversation) -> Incoming:
@@ -201,7 +332,9 @@ class Dispatcher:
         if kind == ACTION_PREFIX:
             name, *args = rest.split(":")
             action = self._routes.actions.get(name)
-            if action is not None:
+            # Button data can be forged: a number in it must be one of our ids.
+            forged = any(arg.isdigit() and parse_id(arg) is None for arg in args)
+            if action is not None and not forged:
                 await action(ctx, args)
                 return
         self._refuse_choice(ctx, "choice.invalid")

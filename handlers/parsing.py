@@ -13,6 +13,21 @@ _PERCENT = re.compile(r"^\s*(\d{1,3})\s*%?\s*$")
 TARGET_UNIT_MAX = 32
 
 
+# Row ids and small numbers fit PostgreSQL's INTEGER; anything longer is no id of ours.
+_ID_DIGITS = 9
+
+
+def parse_id(text: str) -> int | None:
+    """Read a row id or a small number written in ASCII digits; None for anything else.
+
+    `str.isdigit` also accepts "²" (which `int` refuses) and digits of any length (which the
+    database refuses as an INTEGER parameter).
+    """
+    if not (text.isascii() and text.isdigit() and len(text) <= _ID_DIGITS):
+        return None
+    return int(text)
+
+
 def parse_target(text: str) -> tuple[float, str] | None:
     """Read a measurable target such as "3 sáng kiến" or "1,5 tấn"; None if there is no number."""
     match = _TARGET.match(text)

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from handlers import (
+    audit_log,
     broadcast,
     calendar,
     commendations,
@@ -18,6 +19,7 @@ from handlers import (
     mine,
     oversight,
     pacts,
+    privacy,
     profile,
     progress,
     ranking,
@@ -97,8 +99,12 @@ def build_routes() -> Routes:
         "progress": Command(progress.show, keeps_flow=True),
         "lichgui": Command(schedule_view.show, keeps_flow=True, menu_key="menu.schedule"),
         "schedule": Command(schedule_view.show, keeps_flow=True),
+        "nhatky": Command(audit_log.show),  # admins only: listed in their help, not the menu
         "lienket": Command(link.start, menu_key="menu.link"),
         "link": Command(link.start),
+        "dulieu": Command(privacy.show_data, keeps_flow=True, menu_key="menu.data"),
+        "xoadulieu": Command(privacy.start_erase, menu_key="menu.erase"),
+        "roidoan": Command(privacy.start_leave, menu_key="menu.leave"),
     }
     flows = {
         join.FLOW: join.resume,
@@ -116,6 +122,8 @@ def build_routes() -> Routes:
         commendations.FLOW: commendations.resume,
         stories.FLOW: stories.resume,
         upward.FLOW: upward.resume,
+        privacy.FLOW: privacy.resume,
+        audit_log.FLOW: audit_log.resume,
     }
     actions = {
         join.DECIDE_ACTION: join.decide,

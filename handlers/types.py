@@ -123,3 +123,6 @@ class Outcome:
     choice_accepted: bool = False
     # Outbox rows were queued; the delivery service should look.
     queued_notifications: bool = False
+    # Outbox rows journaling the last len(journal_ids) replies, in order: the channel
+    # finishes them once sent (storage.outbox.ReplyJournal).
+    journal_ids: list[int] = field(default_factory=list)

@@ -25,6 +25,19 @@ from tests.telegram_harness import TelegramBot, running_bot
 
 BACKENDS = ["sqlite", "postgresql"]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Tests that start bot processes, kill them, fuzz or pace in real time.
+HEAVY_MARKERS = ("slow", "crash", "fault", "fuzz", "timing")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the heavy tests one after another on one xdist worker, the rest beside them.
+
+    `make test` runs two workers on two cores: two heavy tests at once would starve each
+    other's bot processes of CPU, and their deadlines are set for one at a time.
+    """
+    for item in items:
+        if any(item.get_closest_marker(name) for name in HEAVY_MARKERS):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
 
 
 def _pg_admin_dsn(url: str) -> str:

@@ -21,7 +21,9 @@ TOKEN = "123456789:TEST-token_for-the-fake-api"
 SECRET = "webhook-secret-for-tests"
 
 
-def bot_settings(database_url: str, api: FakeTelegramAPI, *, webhook: bool = True) -> Settings:
+def bot_settings(
+    database_url: str, api: FakeTelegramAPI, *, webhook: bool = True, **extra: Any
+) -> Settings:
     """Settings pointing the bot at the fake API, with the webhook on a free local port."""
     overrides: dict[str, Any] = {
         "database_url": database_url,
@@ -29,12 +31,15 @@ def bot_settings(database_url: str, api: FakeTelegramAPI, *, webhook: bool = Tru
         "telegram_api_base_url": api.base_url,
         "http_host": "127.0.0.1",
         "http_port": 0,
+        # Tests type at machine speed: flood control only where a test asks for it.
+        "flood_rate": 1000.0,
+        "flood_burst": 1000,
         "_env_file": None,
     }
     if webhook:
         overrides["telegram_webhook_url"] = "https://thidua.example/telegram/webhook"
         overrides["telegram_webhook_secret"] = SECRET
-    return load_settings(**overrides)
+    return load_settings(**overrides, **extra)
 
 
 @dataclass
@@ -127,12 +132,12 @@ class TelegramUser:
 
 @asynccontextmanager
 async def running_bot(
-    database_url: str, clock: Clock, *, webhook: bool = True
+    database_url: str, clock: Clock, *, webhook: bool = True, **settings: Any
 ) -> AsyncIterator[TelegramBot]:
-    """Start the fake API and the real bot; stop both afterwards."""
+    """Start the fake API and the real bot (`settings` override ours); stop both afterwards."""
     api = FakeTelegramAPI(TOKEN)
     await api.start()
-    runtime = BotRuntime(bot_settings(database_url, api, webhook=webhook), clock)
+    runtime = BotRuntime(bot_settings(database_url, api, webhook=webhook, **settings), clock)
     try:
         # The tests move the clock and tick the scheduler themselves.
         await runtime.start(schedule=False)

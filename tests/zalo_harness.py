@@ -37,6 +37,9 @@ def zalo_settings(
         "database_url": database_url,
         "http_host": "127.0.0.1",
         "http_port": 0,
+        # Tests type at machine speed: flood control only where a test asks for it.
+        "flood_rate": 1000.0,
+        "flood_burst": 1000,
         "_env_file": None,
     }
     if telegram is not None:

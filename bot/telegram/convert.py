@@ -61,7 +61,7 @@ def _read(update: Mapping[str, Any]) -> Received | None:
             user_id=str(_integer(sender["id"])),
             chat_id=str(pressed_on[0] if pressed_on is not None else _integer(sender["id"])),
             update_key=key,
-            choice=str(data),
+            choice=_string(data),
             display_name=_full_name(sender),
         )
         return Received(incoming, callback_query_id=str(query["id"]), pressed_on=pressed_on)
@@ -75,16 +75,22 @@ def _read(update: Mapping[str, Any]) -> Received | None:
     attachments: list[Attachment] = []
     if message.get("photo"):
         largest = message["photo"][-1]
-        attachments.append(Attachment("photo", largest["file_id"], size=largest.get("file_size")))
+        attachments.append(
+            Attachment(
+                "photo",
+                _string(largest["file_id"]),
+                size=_optional_integer(largest.get("file_size")),
+            )
+        )
     document = message.get("document")
     if document is not None:
         attachments.append(
             Attachment(
                 "document",
-                document["file_id"],
-                name=document.get("file_name"),
-                mime_type=document.get("mime_type"),
-                size=document.get("file_size"),
+                _string(document["file_id"]),
+                name=_optional_string(document.get("file_name")),
+                mime_type=_optional_string(document.get("mime_type")),
+                size=_optional_integer(document.get("file_size")),
             )
         )
     text = message.get("text") or message.get("caption")
@@ -94,7 +100,7 @@ def _read(update: Mapping[str, Any]) -> Received | None:
             user_id=str(_integer(sender["id"])),
             chat_id=str(_integer(chat["id"])),
             update_key=key,
-            text=str(text) if text is not None else None,
+            text=_optional_string(text),
             attachments=tuple(attachments),
             display_name=_full_name(sender),
         )
@@ -102,8 +108,25 @@ def _read(update: Mapping[str, Any]) -> Received | None:
 
 
 def _integer(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"expected an integer, got {value!r}")
+    # Telegram's ids fit in 52 bits; the database keeps them as text of at most 64 characters.
+    if not isinstance(value, int) or isinstance(value, bool) or not -(2**63) <= value < 2**63:
+        raise TypeError(f"expected an integer, got {str(value)[:40]}")
+    return value
+
+
+def _optional_integer(value: object) -> int | None:
+    return None if value is None else _integer(value)
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"expected a text, got {str(value)[:40]}")
+    return value
+
+
+def _optional_string(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"expected a text, got {str(value)[:40]}")
     return value
 
 

@@ -1,0 +1,180 @@
+"""Flood control: one person sending 50 messages a second is slowed down, nobody else is."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import aiohttp
+import pytest
+
+from bot.app import BotRuntime
+from storage.clock import ManualClock
+from tests.factories import message_update
+from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.fakes.zalo_api import FakeZaloBotAPI, FakeZaloOA
+from tests.telegram_harness import TOKEN, TelegramBot, bot_settings
+from tests.zalo_harness import ZaloBot, zalo_settings
+
+# Paced in real time: kept off a CPU shared with the heavy tests (see tests/conftest.py).
+pytestmark = pytest.mark.timing
+
+# Fast enough for a short test, slow enough that 50 messages take seconds: 8 at once, then
+# 10 a second (the bot's defaults are 8, then 1 a second).
+FLOOD = {"flood_rate": 10.0, "flood_burst": 8}
+MESSAGES = 50
+NOTICE = "Bạn gửi nhanh quá"
+
+
+@asynccontextmanager
+async def flood_limited_telegram(
+    database_url: str, clock: ManualClock
+) -> AsyncIterator[TelegramBot]:
+    """The real bot with a fast flood rate and few update slots, against the fake Bot API."""
+    api = FakeTelegramAPI(TOKEN)
+    await api.start()
+    # Four slots: a flooder waiting in one of them would soon hold them all.
+    settings = bot_settings(database_url, api).model_copy(
+        update={**FLOOD, "telegram_concurrent_updates": 4}
+    )
+    runtime = BotRuntime(settings, clock)
+    try:
+        await runtime.start(schedule=False)
+        assert runtime.telegram is not None
+        async with aiohttp.ClientSession() as http:
+            harness = TelegramBot(api, runtime, http)
+            runtime.telegram.observe(harness._on_handled)
+            yield harness
+    finally:
+        await runtime.stop()
+        await api.stop()
+
+
+@asynccontextmanager
+async def flood_limited_zalo(database_url: str, clock: ManualClock) -> AsyncIterator[ZaloBot]:
+    """The real bot with its Zalo bot channel, a fast flood rate, and the fake Zalo API."""
+    telegram_api = FakeTelegramAPI(TOKEN)
+    zalo = FakeZaloBotAPI("738499441022218443:ZaloTestToken_for-the-fake-api")
+    oa = FakeZaloOA()
+    for fake in (telegram_api, zalo, oa):
+        await fake.start()
+    settings = zalo_settings(
+        database_url, telegram=telegram_api, zalo=zalo, oa=None, pair=None
+    ).model_copy(update=FLOOD)
+    runtime = BotRuntime(settings, clock)
+    try:
+        await runtime.start(schedule=False)
+        assert runtime.zalo is not None
+        async with aiohttp.ClientSession() as http:
+            harness = ZaloBot(runtime, http, zalo, oa, telegram_api, True)
+            runtime.zalo.observe(harness._on_handled)
+            yield harness
+    finally:
+        await runtime.stop()
+        for fake in (telegram_api, zalo, oa):
+            await fake.stop()
+
+
+def _command(n: int) -> str:
+    """The flooder's n-th message: an unknown command, answered with its own name."""
+    return f"/lenh{n}"
+
+
+def _answered_commands(texts: list[str]) -> list[int]:
+    found = []
+    for text in texts:
+        for n in range(MESSAGES, 0, -1):
+            if _command(n) in text:
+                found.append(n)
+                break
+    return found
+
+
+async def test_a_telegram_flooder_is_slowed_and_told_once_while_others_are_answered_at_once(
+    database_url: str, clock: ManualClock
+) -> None:
+    async with flood_limited_telegram(database_url, clock) as bot:
+        flooder, other = bot.user(7001, "Tuấn"), bot.user(7002, "Lan")
+        started = time.monotonic()
+        for n in range(1, MESSAGES + 1):
+            status = await bot.post(message_update(flooder.tg, _command(n)))
+            assert status == 200  # the webhook answers at once, slowed or not
+            if n == 25:
+                # Halfway through the flood, someone else writes.
+                await other.send("xin chào")
+                flooder_so_far = len(flooder.inbox)
+        posting = time.monotonic() - started
+
+        assert other.inbox, "the other user got no answer"
+        assert "Bạn chưa tham gia công đoàn" in other.inbox[0].text
+        # The other user was answered before the flooder's 20th answer (the flooder's 8 free
+        # messages and a few slowed ones at most): nobody waits for the flooder's queue.
+        assert flooder_so_far < 20, flooder_so_far
+
+        everything = await bot.api.wait_for_messages(flooder.tg.id, MESSAGES + 1, within=30)
+        finished = time.monotonic() - started
+        texts = [m.text for m in everything]
+        assert sum(NOTICE in t for t in texts) == 1
+        assert _answered_commands(texts) == list(range(1, MESSAGES + 1))
+        # Slowed: 42 messages beyond the burst at 10 a second take about 4 s.
+        assert finished >= (MESSAGES - 8) / 10 * 0.8, (posting, finished)
+        print(f"\nflood (telegram): 50 posted in {posting:.2f} s, answered in {finished:.2f} s")
+
+
+async def test_a_zalo_flooder_is_slowed_and_told_once_while_others_are_answered_at_once(
+    database_url: str, clock: ManualClock
+) -> None:
+    async with flood_limited_zalo(database_url, clock) as bot:
+        flooder, other = bot.zalo_user("zf-7001", "Tuấn"), bot.zalo_user("zf-7002", "Lan")
+        started = time.monotonic()
+        # More than the channel's 16 workers: a flooder waiting in them would block others.
+        for n in range(1, MESSAGES + 1):
+            status = await bot.post_zalo(flooder.user.update(_command(n)))
+            assert status == 200
+            if n == 25:
+                await other.send("xin chào")
+                flooder_so_far = len(flooder.inbox)
+        assert other.inbox, "the other user got no answer"
+        assert "Bạn chưa tham gia công đoàn" in other.inbox[0].text
+        assert flooder_so_far < 20, flooder_so_far
+
+        everything = await bot.zalo.wait_for_messages(flooder.user.id, MESSAGES + 1, within=30)
+        finished = time.monotonic() - started
+        texts = [m.text for m in everything]
+        assert sum(NOTICE in t for t in texts) == 1
+        assert _answered_commands(texts) == list(range(1, MESSAGES + 1))
+        assert finished >= (MESSAGES - 8) / 10 * 0.8
+        print(f"\nflood (zalo): answered in {finished:.2f} s")
+
+
+async def test_a_flooder_is_told_at_most_once_a_minute(
+    database_url: str, clock: ManualClock
+) -> None:
+    async with flood_limited_telegram(database_url, clock) as bot:
+        flooder = bot.user(7003, "Hà")
+        sent = 0
+
+        async def flood(notices: int) -> list[str]:
+            """Send 12 more messages at once; return all answers once `notices` were told."""
+            nonlocal sent
+            for _ in range(12):
+                sent += 1
+                assert await bot.post(message_update(flooder.tg, _command(sent))) == 200
+            expected = sent + notices + sent // 12 - 1  # and an answer to each "/lenhcuoi"
+            answers = await bot.api.wait_for_messages(flooder.tg.id, expected, within=10)
+            await bot.deliver(message_update(flooder.tg, "/lenhcuoi"))  # everything before: done
+            return [m.text for m in answers]
+
+        first = await flood(1)
+        assert sum(NOTICE in t for t in first) == 1
+        # Still flooding, 30 seconds later: slowed again, not told again.
+        clock.advance(timedelta(seconds=30))
+        second = await flood(1)
+        assert sum(NOTICE in t for t in second) == 1
+        # A minute after the notice, a new flood is told again.
+        clock.advance(timedelta(seconds=31))
+        third = await flood(2)
+        assert sum(NOTICE in t for t in third) == 2
+        assert _answered_commands(third) == list(range(1, sent + 1))
