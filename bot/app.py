@@ -96,7 +96,12 @@ class BotRuntime:
             channels=CHANNEL_TRAITS,
             invite_links=TelegramInviteLinks(lambda: self.identity.telegram_username),
         )
-        self.dispatcher = Dispatcher(self.services, self.routes)
+        self.dispatcher = Dispatcher(
+            self.services,
+            self.routes,
+            flood_rate=settings.flood_rate,
+            flood_burst=settings.flood_burst,
+        )
         self.scheduler = Scheduler(
             self.sessions,
             self.engine,
@@ -106,6 +111,7 @@ class BotRuntime:
                 zone=settings.zone,
                 run_time=settings.run_time,
                 grace=timedelta(hours=settings.schedule_grace_hours),
+                left_member_retention=settings.left_member_retention,
             ),
             self.deliverer.wake,
         )
@@ -145,6 +151,7 @@ class BotRuntime:
                 concurrent_updates=self.settings.telegram_concurrent_updates,
                 pool_size=self.settings.telegram_concurrent_updates
                 + self.settings.delivery_concurrency,
+                read_timeout=self.settings.telegram_read_timeout,
             )
             self.telegram = TelegramChannel(
                 application,
@@ -294,6 +301,8 @@ class BotRuntime:
             application = self.telegram.application
             if application.updater is not None and application.updater.running:
                 await application.updater.stop()
+            # Updates waiting for the database stop waiting; stored, they are replayed.
+            await self.telegram.close()
             if application.running:
                 await application.stop()
             await application.shutdown()

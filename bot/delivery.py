@@ -17,6 +17,8 @@ import socket
 from collections.abc import Mapping
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from bot.channels import (
     Channel,
     OutsideWindowError,
@@ -29,14 +31,15 @@ from handlers.types import Reply
 from storage import accounts, outbox
 from storage import conversations as conversation_store
 from storage.clock import Clock, QuietHours
-from storage.engine import SessionFactory
-from storage.models import OutboxStatus
-from storage.outbox import OUTSIDE_WINDOW, Claimed, SendResult
+from storage.engine import SessionFactory, is_connection_error
+from storage.models import ChannelAccount, OutboxMessage, OutboxStatus
+from storage.outbox import OUTSIDE_WINDOW, Claimed, ReplyJournal, SendResult
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 _FLUSH_EVERY = 0.05  # seconds between outcome batches while sending
+_FLUSH_TRIES_OFFLINE = 120  # one a second: how long outcomes wait for a database restarting
 
 
 def worker_name() -> str:
@@ -85,11 +88,15 @@ class Deliverer:
             self._task = asyncio.create_task(self._run(), name="deliverer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # Cancelled again if a cancellation was lost on the way (the loop must end).
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()
 
     async def drain(self) -> int:
         """Send everything due now and return how many messages were dealt with."""
@@ -103,16 +110,29 @@ class Deliverer:
             # Claims left by this process's previous life can be taken back at once.
             async with self._sessions() as session, session.begin():
                 await outbox.release_claims(session)
+        failures = 0
         while True:
             try:
                 handled = await self._round()
-            except Exception:
+                failures = 0
+            except Exception as error:
+                failures += 1
+                if is_connection_error(error):
+                    # The database is away (a restart): wait a little longer each time, up to
+                    # ten seconds, and say it once rather than every round.
+                    if failures == 1:
+                        log.warning("delivery paused: the database is unreachable (%r)", error)
+                    await asyncio.sleep(min(10.0, 0.5 * 2**failures))
+                    continue
                 log.exception("delivery round failed")
                 handled = 0
             if handled:
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the event is set, and stop() would then wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._idle_poll)
+                async with asyncio.timeout(self._idle_poll):
+                    await self._wakeup.wait()
             self._wakeup.clear()
 
     async def _round(self) -> int:
@@ -258,13 +278,15 @@ class _Batch:
             try:
                 await self._flush()
                 failures = 0
-            except Exception:
+            except Exception as error:
                 failures += 1
                 log.exception("could not record delivery outcomes (attempt %s)", failures)
                 # While sending goes on, keep trying: the slots stay taken, so nothing more is
                 # sent that could not be recorded. Once it is over, give up after a few tries;
                 # the claims lapse and the messages go out again: a duplicate, never a loss.
-                if finished and failures >= MAX_ATTEMPTS:
+                # An unreachable database (a restart) is waited for longer, about two minutes.
+                limit = _FLUSH_TRIES_OFFLINE if is_connection_error(error) else MAX_ATTEMPTS
+                if finished and failures >= limit:
                     return
             if finished and not self._outcomes:
                 return
@@ -272,7 +294,8 @@ class _Batch:
                 await asyncio.sleep(_FLUSH_EVERY * 20)
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sending_done.wait(), _FLUSH_EVERY)
+                async with asyncio.timeout(_FLUSH_EVERY):
+                    await sending_done.wait()
 
     async def _flush(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
@@ -295,3 +318,94 @@ class _Batch:
 
 def _reroute(message: Claimed) -> SendResult:
     return SendResult(message.id, message.account_id, None, OUTSIDE_WINDOW, reroute=True)
+
+
+async def take_over_replies(
+    sessions: SessionFactory,
+    clock: Clock,
+    *,
+    channel: str,
+    external_id: str,
+    replies: list[Reply],
+    parts_done: int,
+    reason: str,
+) -> bool:
+    """Queue answers the messenger failed to take (timeout, 5xx) for retries with backoff.
+
+    The first reply resumes after its `parts_done` parts; the messages are retried like any
+    pushed message and end failed, with the reason, after MAX_ATTEMPTS. False if the person
+    has no account (nothing could be queued).
+    """
+    now = clock.now()
+    async with sessions() as session, session.begin():
+        account_id = await session.scalar(
+            select(ChannelAccount.id).where(
+                ChannelAccount.channel == channel, ChannelAccount.external_id == external_id
+            )
+        )
+        if account_id is None:
+            return False
+        for index, reply in enumerate(replies):
+            session.add(
+                OutboxMessage(
+                    account_id=account_id,
+                    channel=channel,
+                    payload=reply.to_dict(),
+                    attempts=1,
+                    parts_done=parts_done if index == 0 else 0,
+                    last_error=redact(reason)[:500],
+                    not_before=now + backoff(0),
+                    created_at=now,
+                )
+            )
+    return True
+
+
+async def settle_answers(
+    sessions: SessionFactory,
+    clock: Clock,
+    journal: ReplyJournal | None,
+    *,
+    channel: str,
+    external_id: str,
+    replies: list[Reply],
+    journal_ids: list[int],
+    failed_at: int | None = None,
+    parts_done: int = 0,
+    reason: str = "",
+) -> bool:
+    """Record what became of an outcome's answers: all sent or given up, or failed from one on.
+
+    The last len(journal_ids) replies are journaled: those sent are finished, those failed keep
+    their rows and are retried from there, in order; failed replies not journaled are queued
+    anew. True if anything was queued for retries.
+    """
+    first = len(replies) - len(journal_ids)  # the first journaled reply
+    if failed_at is None:
+        if journal is not None and journal_ids:
+            await journal.finish(journal_ids)
+        return False
+    split = max(0, failed_at - first)
+    queued = False
+    plain = replies[failed_at:first]
+    if plain:
+        queued = await take_over_replies(
+            sessions,
+            clock,
+            channel=channel,
+            external_id=external_id,
+            replies=plain,
+            parts_done=parts_done,
+            reason=reason,
+        )
+    if journal is not None and journal_ids[split:]:
+        await journal.retry_later(
+            journal_ids[split:],
+            parts_done=parts_done if failed_at >= first else 0,
+            error=redact(reason)[:500],
+            retry_at=clock.now() + backoff(0),
+        )
+        queued = True
+    if journal is not None and journal_ids[:split]:
+        await journal.finish(journal_ids[:split])
+    return queued

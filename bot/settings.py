@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import time
+from datetime import time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -41,11 +41,17 @@ class Settings(BaseSettings):
     invite_default_days: int = Field(default=14, ge=1, le=365)
     telegram_concurrent_updates: int = Field(default=64, ge=1, le=1024)
     telegram_rate_limit: int = Field(default=30, ge=1, le=1000)
+    telegram_read_timeout: float = Field(default=10.0, gt=0, le=120)
     delivery_concurrency: int = Field(default=64, ge=1, le=1000)
     delivery_lease_seconds: int = Field(default=60, ge=1, le=3600)
+    # Messages one person may send: a burst, then this many a second; faster ones wait.
+    flood_rate: float = Field(default=1.0, gt=0, le=1000)
+    flood_burst: int = Field(default=8, ge=1, le=1000)
     quiet_hours: str = "21:00-07:00"
     schedule_time: str = "08:00"
     schedule_grace_hours: int = Field(default=6, ge=0, le=72)
+    # Days a member who left the union is kept before their personal data is erased; 0 keeps.
+    left_member_retention_days: int = Field(default=365, ge=0, le=36_500)
     zalo_bot_token: SecretStr | None = None
     zalo_bot_api_base_url: str = "https://bot-api.zaloplatforms.com"
     zalo_webhook_url: str | None = None
@@ -193,6 +199,12 @@ class Settings(BaseSettings):
     @property
     def run_time(self) -> time:
         return time.fromisoformat(self.schedule_time)
+
+    @property
+    def left_member_retention(self) -> timedelta | None:
+        """How long a member who left is kept before erasure; None keeps them forever."""
+        days = self.left_member_retention_days
+        return timedelta(days=days) if days else None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import os
+import secrets
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import accounts
+from storage.clock import Clock
+from storage.engine import SessionFactory
 from storage.models import Broadcast, ChannelAccount, OutboxMessage, OutboxStatus
+
+log = logging.getLogger(__name__)
 
 # `last_error` of a message nobody could be sent: its account was outside its channel's push
 # window (accounts.PUSH_WINDOWS) and the member had no other account a push could reach.
 OUTSIDE_WINDOW = "outside_window"
+# `last_error` of a message whose account or broadcast was deleted before it could be sent.
+RECIPIENT_GONE = "recipient_gone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +140,23 @@ async def claim(
                 )
             ).all()
         )
+    # Without foreign keys, a row may outlive its account or broadcast: fail it for good.
+    orphans = [
+        row.id
+        for row in rows
+        if row.account_id not in chats or (row.payload is None and row.broadcast_id not in shared)
+    ]
+    if orphans:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(orphans))
+            .values(
+                status=OutboxStatus.FAILED,
+                last_error=RECIPIENT_GONE,
+                claimed_by=None,
+                claimed_until=None,
+            )
+        )
     claimed = [
         Claimed(
             id=row.id,
@@ -138,7 +168,7 @@ async def claim(
             last_seen_at=chats[row.account_id][1],
         )
         for row in rows
-        if row.account_id in chats
+        if row.id not in orphans
     ]
     return sorted(claimed, key=lambda c: c.id)
 
@@ -280,3 +310,220 @@ async def pending_ids(session: AsyncSession, channel: str) -> Sequence[int]:
         )
     )
     return rows.all()
+
+
+# --- the reply journal ------------------------------------------------------------------------
+
+_TABLE = cast(Table, OutboxMessage.__table__)
+# Answers as outbox rows already claimed by the answering process, in one statement and one
+# round trip straight on asyncpg (its prepared statement is cached per connection).
+_PG_JOURNAL = """
+INSERT INTO outbox (account_id, channel, payload, status, attempts, parts_done,
+                    claimed_by, claimed_until, created_at)
+SELECT $1, $2, p::jsonb, 'pending', 0, 0, $4, $5, $6
+FROM unnest($3::text[]) WITH ORDINALITY AS t (p, n)
+ORDER BY n
+RETURNING id
+"""
+_JOURNAL = (
+    insert(_TABLE)
+    .values(
+        account_id=bindparam("account_id"),
+        channel=bindparam("channel"),
+        payload=bindparam("payload", type_=_TABLE.c.payload.type),
+        status=OutboxStatus.PENDING,
+        attempts=0,
+        parts_done=0,
+        claimed_by=bindparam("claimed_by"),
+        claimed_until=bindparam("claimed_until", type_=_TABLE.c.claimed_until.type),
+        created_at=bindparam("created_at", type_=_TABLE.c.created_at.type),
+    )
+    .returning(_TABLE.c.id)
+)
+_PG_JOURNAL_ONE = """
+INSERT INTO outbox (account_id, channel, payload, status, attempts, parts_done,
+                    claimed_by, claimed_until, created_at)
+VALUES ($1, $2, $3::jsonb, 'pending', 0, 0, $4, $5, $6)
+RETURNING id
+"""
+# While answers keep being finished, they gather this long between commits: a commit shared
+# by many costs each answer little. A lone answer is finished at once.
+_FINISH_GATHER = 0.05
+_PG_FINISH = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+
+
+class ReplyJournal:
+    """Answers written to the outbox in the transaction that handled their message.
+
+    A channel answers at once as before, then `finish`es the rows (deleted in a shared
+    transaction, a group commit). The rows are claimed by this process with a short lease that
+    it renews while they wait to be sent; if the process dies, the lease lapses and the delivery
+    engine sends them: at least once, a duplicate only for answers sent and not yet finished.
+    """
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        clock: Clock,
+        *,
+        lease: timedelta = timedelta(seconds=10),
+        max_batch: int = 1000,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self.lease = lease
+        self._max_batch = max_batch
+        self.worker = f"{socket.gethostname()[:20]}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.channels: set[str] = set()
+        self._held: set[int] = set()
+        self._renewer: asyncio.Task[None] | None = None
+        self._finishing: list[tuple[list[int], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def write(
+        self,
+        session: AsyncSession,
+        *,
+        account_id: int,
+        channel: str,
+        payloads: Sequence[dict[str, Any]],
+        now: datetime,
+    ) -> list[int]:
+        """Journal answers in the caller's transaction; return their ids, in order."""
+        until = now + self.lease
+        driver = await _asyncpg_begun(session)
+        if driver is not None:
+            if len(payloads) == 1:  # the common case: a simpler statement, no array
+                text = json.dumps(payloads[0], ensure_ascii=False)
+                found = await driver.fetchval(
+                    _PG_JOURNAL_ONE, account_id, channel, text, self.worker, until, now
+                )
+                return [found]
+            texts = [json.dumps(p, ensure_ascii=False) for p in payloads]
+            rows = await driver.fetch(
+                _PG_JOURNAL, account_id, channel, texts, self.worker, until, now
+            )
+            return sorted(row[0] for row in rows)
+        connection = await session.connection()
+        result = await connection.execute(
+            _JOURNAL,
+            [
+                {
+                    "account_id": account_id,
+                    "channel": channel,
+                    "payload": payload,
+                    "claimed_by": self.worker,
+                    "claimed_until": until,
+                    "created_at": now,
+                }
+                for payload in payloads
+            ],
+        )
+        return sorted(result.scalars())
+
+    def hold(self, ids: Iterable[int]) -> None:
+        """Keep renewing these rows' claims (committed now) until they are finished."""
+        self._held.update(ids)
+        if self._held and self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_while_held(), name="reply-journal")
+
+    async def finish(self, ids: Sequence[int]) -> None:
+        """Forget answers sent or given up; returns once that is committed (or failed, logged)."""
+        if not ids:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._finishing.append((list(ids), done))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._finish_all(), name="reply-journal-writer")
+        await done
+
+    async def retry_later(
+        self, ids: Sequence[int], *, parts_done: int, error: str, retry_at: datetime
+    ) -> None:
+        """Hand failed answers to the delivery engine's retries, the first after `parts_done`."""
+        self.let_go(ids)
+        async with self._sessions() as session, session.begin():
+            for index, message_id in enumerate(ids):
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == message_id)
+                    .values(
+                        attempts=1,
+                        parts_done=parts_done if index == 0 else 0,
+                        last_error=error,
+                        not_before=retry_at,
+                        claimed_by=None,
+                        claimed_until=None,
+                    )
+                )
+
+    def let_go(self, ids: Iterable[int]) -> None:
+        """Stop renewing claims: the delivery engine sends these answers once they lapse."""
+        self._held.difference_update(ids)
+
+    async def _finish_all(self) -> None:
+        try:
+            busy = False
+            while self._finishing:
+                if busy:
+                    await asyncio.sleep(_FINISH_GATHER)
+                busy = True
+                batch = self._finishing[: self._max_batch]
+                del self._finishing[: self._max_batch]
+                ids = [i for chunk, _ in batch for i in chunk]
+                try:
+                    async with self._sessions() as session, session.begin():
+                        driver = await _asyncpg_begun(session)
+                        if driver is not None:
+                            await driver.execute(_PG_FINISH, ids)
+                        else:
+                            await session.execute(delete(_TABLE).where(_TABLE.c.id.in_(ids)))
+                except Exception as error:
+                    # The claims lapse and the answers go out again: a duplicate, not a loss.
+                    log.warning("could not finish %d journaled answers: %r", len(ids), error)
+                self._held.difference_update(ids)
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._writer = None
+            for _, done in self._finishing:
+                if not done.done():
+                    done.set_result(None)
+            self._finishing.clear()
+
+    async def _renew_while_held(self) -> None:
+        try:
+            while self._held:
+                await asyncio.sleep(self.lease.total_seconds() / 3)
+                ids = list(self._held)
+                if not ids:
+                    break
+                try:
+                    until = self._clock.now() + self.lease
+                    async with self._sessions() as session, session.begin():
+                        await renew(session, ids, worker=self.worker, until=until)
+                except Exception:
+                    log.exception("could not renew the claims of journaled answers")
+        finally:
+            self._renewer = None
+
+
+async def _asyncpg_begun(session: AsyncSession) -> Any | None:
+    """The session's asyncpg connection with its transaction begun, else None (not PostgreSQL)."""
+    sync: Connection | None
+    transaction = session.sync_session.get_transaction()
+    if transaction is not None and getattr(transaction, "_connections", None):
+        # The transaction holds its connection already: taken without I/O, without a greenlet.
+        sync = session.sync_session.connection()
+    else:
+        sync = (await session.connection()).sync_connection
+    if sync is None or sync.invalidated or sync.dialect.name != "postgresql":
+        return None
+    adapter = sync.connection.dbapi_connection
+    begin = getattr(adapter, "_start_transaction", None)
+    if getattr(adapter, "_transaction", None) is None:
+        if begin is None:
+            return None
+        await begin()
+    return sync.connection.driver_connection

@@ -8,10 +8,11 @@ import logging
 from collections.abc import Callable, Sequence
 
 from telegram import BotCommand, InputFile, Update
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bot.channels import DeliveryError, RetryLaterError, UnreachableError, split_text
+from bot.delivery import settle_answers
 from bot.ratelimit import ChannelLimiter
 from bot.telegram.convert import CHANNEL, Received, UnreadableUpdateError, keyboard, read_update
 from bot.telegram.transport import AiohttpRequest
@@ -20,7 +21,13 @@ from handlers.i18n import Catalogue
 from handlers.types import ChannelTraits, Outcome, Reply
 from storage import app_state, inbox
 from storage.clock import Clock
-from storage.engine import SessionFactory
+from storage.engine import (
+    DatabaseOutage,
+    DatabaseUnavailableError,
+    SessionFactory,
+    is_connection_error,
+)
+from storage.outbox import ReplyJournal
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +36,18 @@ FREE_RATE = 30
 _RETRIES_AFTER_429 = 3
 ALLOWED_UPDATES = ["message", "callback_query"]
 _CALLBACK_NOTICE_LIMIT = 200
+# Tries of one update while the database comes and goes; beyond them it is left stored.
+_OUTAGE_TRIES = 20
 
 
 def build_application(
-    token: str, api_base_url: str, *, webhook: bool, concurrent_updates: int, pool_size: int
+    token: str,
+    api_base_url: str,
+    *,
+    webhook: bool,
+    concurrent_updates: int,
+    pool_size: int,
+    read_timeout: float = 10.0,
 ) -> Application:  # type: ignore[type-arg]
     """Build the python-telegram-bot Application talking to `api_base_url`."""
     builder = (
@@ -41,7 +56,7 @@ def build_application(
         .base_url(f"{api_base_url}/bot")
         .base_file_url(f"{api_base_url}/file/bot")
         .concurrent_updates(concurrent_updates)
-        .request(AiohttpRequest(connections=max(pool_size, 8)))
+        .request(AiohttpRequest(connections=max(pool_size, 8), read_timeout=read_timeout))
         # Long polling waits up to its timeout for updates: a read timeout above it.
         .get_updates_request(AiohttpRequest(connections=2, read_timeout=30.0))
     )
@@ -77,6 +92,10 @@ class TelegramChannel:
         self._on_queued = on_queued
         self._observers: list[Callable[[str], None]] = []
         self._inbox = inbox.InboxWriter(sessions, clock)
+        # Answers are journaled in the transaction that handles their update: a process killed
+        # before sending them leaves them to the delivery engine, not lost.
+        self._journal: ReplyJournal | None = dispatcher.journal_replies(CHANNEL)
+        self.outage = DatabaseOutage(sessions)
         # Updates being answered at once, as python-telegram-bot's `concurrent_updates`.
         self._answering = asyncio.Semaphore(max(1, application.concurrent_updates))
         # Long polling hands updates to the Application; webhook updates skip its queue.
@@ -103,8 +122,36 @@ class TelegramChannel:
 
         Updates arriving together share a transaction; each returns once its own is committed.
         """
-        if await self._inbox.store(CHANNEL, str(payload["update_id"]), dict(payload)):
+        try:
+            stored = await self._inbox.store(CHANNEL, str(payload["update_id"]), dict(payload))
+        except Exception as error:
+            if not is_connection_error(error):
+                raise
+            # Not stored: the webhook answers 503 and Telegram sends the update again later.
+            with contextlib.suppress(UnreadableUpdateError):
+                received = read_update(payload)
+                if received is not None:
+                    self._tell_of_outage(received.incoming.chat_id)
+            raise DatabaseUnavailableError(str(error)) from error
+        if stored:
             await self._enqueue(payload)
+
+    async def close(self) -> None:
+        """Stop waiting for the database: updates still waiting are replayed at next start."""
+        await self.outage.stop()
+
+    def _tell_of_outage(self, chat_id: str) -> None:
+        """Tell the sender, at most once a minute, that their message waits for the database."""
+        if not chat_id or not self.outage.should_notify(chat_id, self._clock.now()):
+            return
+        text = self._texts("outage.interrupted")
+        self.application.create_task(self._send_quietly(chat_id, Reply(text)))
+
+    async def _send_quietly(self, chat_id: int | str, reply: Reply) -> None:
+        try:
+            await self._send(chat_id, reply)
+        except TelegramError as error:
+            log.info("could not send the outage notice to %s: %s", chat_id, error)
 
     async def replay_stored(self) -> int:
         """Queue updates stored before a crash but never handled."""
@@ -126,16 +173,20 @@ class TelegramChannel:
         """
         if not self.application.running:
             return  # stopping: the stored update is replayed at the next start
+        reason = "ignored"  # a group's message, a channel post: nothing for the bot to do
         try:
             received = read_update(payload)
         except UnreadableUpdateError:  # a malformed update must not stop the others
             log.warning("unreadable Telegram update %s", payload.get("update_id"), exc_info=True)
+            received, reason = None, "unreadable"
+        if received is None:
+            # Set aside as handled, or it would be replayed at every start.
             async with self._sessions() as session, session.begin():
                 await inbox.record_failure(
                     session,
                     channel=CHANNEL,
                     update_key=str(payload.get("update_id")),
-                    error_ref="unreadable",
+                    error_ref=reason,
                     now=self._clock.now(),
                 )
             return
@@ -154,25 +205,56 @@ class TelegramChannel:
     async def _answer_in_turn(self, key: str, received: Received | None) -> None:
         try:
             if received is not None:
-                async with self._answering:
-                    await self._answer(received)
+                # A sender over the flood rate waits here, holding no slot others need.
+                await self._dispatcher.admit(received.incoming)
+            for _attempt in range(_OUTAGE_TRIES):
+                if received is None:
+                    break
+                try:
+                    async with self._answering:
+                        sent, queued = await self._answer(received)
+                    if sent and self._journal is not None:
+                        # Outside the slot: waiting for the shared commit holds nothing of others.
+                        await self._journal.finish(sent)
+                    if queued:
+                        # Pushes the message caused (a request to an officer) follow its answer.
+                        self._on_queued()
+                    break
+                except DatabaseUnavailableError:
+                    # Still stored and unhandled: answered once the database is back.
+                    self._tell_of_outage(received.incoming.chat_id)
+                    await self.outage.recovered()
+            else:
+                log.warning("update %s left stored after %d tries", key, _OUTAGE_TRIES)
         finally:
             for observer in self._observers:
                 observer(key)
 
-    async def _answer(self, received: Received) -> None:
+    async def _answer(self, received: Received) -> tuple[list[int], bool]:
+        """Answer an update; return its journaled answers sent or given up, and if it queued any."""
         incoming = received.incoming
         outcome = await self._dispatcher.handle(incoming)
-        if outcome.queued_notifications:
-            self._on_queued()
+        queued = outcome.queued_notifications
         try:
-            await self._render(received, int(incoming.chat_id), outcome)
+            if await self._render(received, int(incoming.chat_id), outcome):
+                return outcome.journal_ids, queued
+            return [], queued
         except Forbidden:
             log.info("chat %s blocked the bot before our answer", incoming.chat_id)
+            return outcome.journal_ids, queued
         except TelegramError:
             log.warning("could not answer update %s", incoming.update_key, exc_info=True)
+            return outcome.journal_ids, queued
+        except BaseException:
+            # Not sent, not given up: the claims lapse and the delivery engine sends them.
+            if self._journal is not None:
+                self._journal.let_go(outcome.journal_ids)
+            if queued:
+                self._on_queued()
+            raise
 
-    async def _render(self, received: Received, chat_id: int, outcome: Outcome) -> None:
+    async def _render(self, received: Received, chat_id: int, outcome: Outcome) -> bool:
+        """Send the outcome; False if answers failed and were queued for retries."""
         bot = self.application.bot
         if received.callback_query_id is not None:
             notice = (outcome.choice_notice or "")[:_CALLBACK_NOTICE_LIMIT] or None
@@ -184,8 +266,51 @@ class TelegramChannel:
                     await bot.edit_message_reply_markup(
                         chat_id=chat, message_id=message_id, reply_markup=None
                     )
-        for reply in outcome.replies:
-            await self._send(chat_id, reply)
+        for index, reply in enumerate(outcome.replies):
+            try:
+                await self._send(chat_id, reply)
+            except NetworkError as error:
+                if isinstance(error, BadRequest):
+                    raise
+                # A timeout or a server error: the delivery engine retries the rest with
+                # backoff, and records it failed, with the reason, if it never goes through.
+                await self._take_over(
+                    received, outcome, index, getattr(error, "parts_done", 0), error
+                )
+                return False
+        return True
+
+    async def _take_over(
+        self,
+        received: Received,
+        outcome: Outcome,
+        failed_at: int,
+        parts_done: int,
+        error: TelegramError,
+    ) -> None:
+        """Finish the journaled answers sent; queue those that failed for retries."""
+        incoming = received.incoming
+        log.warning("answer to %s failed (%s); queued for retries", incoming.update_key, error)
+        try:
+            queued = await settle_answers(
+                self._sessions,
+                self._clock,
+                self._journal,
+                channel=CHANNEL,
+                external_id=incoming.user_id,
+                replies=outcome.replies,
+                journal_ids=outcome.journal_ids,
+                failed_at=failed_at,
+                parts_done=parts_done,
+                reason=str(error) or type(error).__name__,
+            )
+        except Exception:
+            log.exception("could not queue the answer to %s", incoming.update_key)
+            if self._journal is not None:
+                self._journal.let_go(outcome.journal_ids)
+            return
+        if queued:
+            self._on_queued()
 
     async def _send(
         self, chat_id: int | str, reply: Reply, *, pushed: bool = False, skip_parts: int = 0

@@ -17,7 +17,7 @@ from handlers.dispatcher import Dispatcher
 from handlers.i18n import Catalogue
 from handlers.types import ChannelTraits, Reply
 from storage.clock import Clock
-from storage.engine import SessionFactory
+from storage.engine import DatabaseUnavailableError, SessionFactory
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,20 @@ class ZaloChannel(ZaloChannelBase):
                 except convert.MalformedUpdateError:
                     log.warning("Zalo sent an update without a message id; left aside")
                     continue
-                await self.store_and_queue(convert.bot_update_key(update), update)
+                await self._store_through_outages(convert.bot_update_key(update), update)
+
+    async def _store_through_outages(self, key: str, update: dict[str, Any]) -> None:
+        """Store a polled update, waiting for the database if it is away.
+
+        getUpdates has no offset: an update Zalo handed over is never sent again, so it is
+        kept in memory until it can be stored rather than dropped.
+        """
+        while True:
+            try:
+                await self.store_and_queue(key, update)
+                return
+            except DatabaseUnavailableError:
+                await self.outage.recovered()
 
     # --- answering and pushing ------------------------------------------------------------
 

@@ -13,18 +13,27 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bot.channels import DeliveryError, UnreachableError
+from bot.channels import DeliveryError, RetryLaterError, UnreachableError
+from bot.delivery import settle_answers
 from bot.zalo.convert import ZaloEvent
 from handlers.dispatcher import Dispatcher
 from handlers.i18n import Catalogue
-from handlers.types import ChannelTraits, Reply
+from handlers.types import ChannelTraits, Outcome, Reply
 from storage import accounts, inbox
 from storage.clock import Clock
-from storage.engine import SessionFactory
+from storage.engine import (
+    DatabaseOutage,
+    DatabaseUnavailableError,
+    SessionFactory,
+    is_connection_error,
+)
+from storage.outbox import ReplyJournal
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
+# Tries of one event while the database comes and goes; beyond them it is left stored.
+_OUTAGE_TRIES = 20
 
 
 class ZaloChannelBase:
@@ -53,6 +62,10 @@ class ZaloChannelBase:
         self._background: set[asyncio.Task[Any]] = set()
         self._observers: list[Callable[[str], None]] = []
         self.running = False
+        self.outage = DatabaseOutage(sessions)
+        # Answers are journaled in the transaction that handles their event: a process killed
+        # before sending them leaves them to the delivery engine, not lost.
+        self._journal: ReplyJournal | None = dispatcher.journal_replies(self.traits.name)
 
     # --- to be provided by each channel ---------------------------------------------------
 
@@ -84,6 +97,7 @@ class ZaloChannelBase:
     async def stop_workers(self) -> None:
         """Finish the events being answered; those still queued are replayed at next start."""
         self.running = False
+        await self.outage.stop()
         while not self._queue.empty():
             self._queue.get_nowait()
         for _ in self._tasks:
@@ -100,17 +114,34 @@ class ZaloChannelBase:
 
     async def store_and_queue(self, key: str, payload: dict[str, Any]) -> bool:
         """Store an event durably, then queue it; False if it had been received before."""
-        async with self._sessions() as session, session.begin():
-            first = await inbox.store(
-                session,
-                channel=self.traits.name,
-                update_key=key,
-                payload=payload,
-                now=self._clock.now(),
-            )
+        try:
+            async with self._sessions() as session, session.begin():
+                first = await inbox.store(
+                    session,
+                    channel=self.traits.name,
+                    update_key=key,
+                    payload=payload,
+                    now=self._clock.now(),
+                )
+        except Exception as error:
+            if not is_connection_error(error):
+                raise
+            # Not stored: the webhook answers 503; the sender hears why nothing comes back.
+            self._tell_sender_of_outage(payload)
+            raise DatabaseUnavailableError(str(error)) from error
         if first and self.running:
-            self._queue.put_nowait((key, payload))
+            self._in_background(self._admit_and_queue(key, payload))
         return first
+
+    async def _admit_and_queue(self, key: str, payload: dict[str, Any]) -> None:
+        """Queue an event once its sender may be handled: a flooder waits without a worker."""
+        try:
+            event = self._event(payload)
+        except ValueError:
+            event = None
+        if event is not None and event.kind == "message":
+            await self._dispatcher.admit(event.incoming)
+        self._queue.put_nowait((key, payload))
 
     async def replay_stored(self) -> int:
         """Queue events stored before a crash or a stop but never handled."""
@@ -130,12 +161,43 @@ class ZaloChannelBase:
                 return
             key, payload = item  # type: ignore[misc]
             try:
-                await self._answer(key, payload)
+                await self._answer_through_outages(key, payload)
             except Exception:
                 log.exception("could not answer %s event", self.traits.name)
             finally:
                 for observer in self._observers:
                     observer(key)
+
+    async def _answer_through_outages(self, key: str, payload: dict[str, Any]) -> None:
+        """Answer an event; while the database is away, wait for it and try again."""
+        for _attempt in range(_OUTAGE_TRIES):
+            try:
+                await self._answer(key, payload)
+                return
+            except Exception as error:
+                if not is_connection_error(error):
+                    raise
+                # Still stored and unhandled (its transaction rolled back): tried again later.
+                self._tell_sender_of_outage(payload)
+                await self.outage.recovered()
+        log.warning("%s event %s left stored after %d tries", self.traits.name, key, _OUTAGE_TRIES)
+
+    def _tell_sender_of_outage(self, payload: dict[str, Any]) -> None:
+        """Tell the sender, at most once a minute, that their message waits for the database."""
+        try:
+            event = self._event(payload)
+        except ValueError:
+            return
+        chat_id = event.incoming.chat_id if event is not None else ""
+        if chat_id and self.outage.should_notify(chat_id, self._clock.now()):
+            notice = Reply(self._texts("outage.interrupted"))
+            self._in_background(self._send_quietly(chat_id, notice))
+
+    async def _send_quietly(self, chat_id: str, reply: Reply) -> None:
+        try:
+            await self._send(chat_id, reply, pushed=False, skip_parts=0)
+        except DeliveryError as error:
+            log.info("could not send the outage notice to %s: %s", chat_id, error)
 
     async def _answer(self, key: str, payload: dict[str, Any]) -> None:
         try:
@@ -151,27 +213,79 @@ class ZaloChannelBase:
             return
         if event.kind == "unreadable":
             replies = [Reply(self._texts("zalo.unreadable"))] if await self._take(event) else []
+            outcome = Outcome(replies=replies)
         else:
             self._in_background(self._typing(incoming.chat_id))
             outcome = await self._dispatcher.handle(incoming)
+        try:
+            await self._send_all(key, incoming.chat_id, incoming.user_id, outcome)
+        except BaseException:
+            # Not sent, not given up: the claims lapse and the delivery engine sends them.
+            if self._journal is not None:
+                self._journal.let_go(outcome.journal_ids)
+            raise
+        finally:
+            # Pushes the message caused (a request to an officer) follow its answer.
             if outcome.queued_notifications:
                 self._on_queued()
-            replies = outcome.replies
-        for reply in replies:
+
+    async def _send_all(self, key: str, chat_id: str, user_id: str, outcome: Outcome) -> None:
+        for index, reply in enumerate(outcome.replies):
             try:
-                await self._send(incoming.chat_id, reply, pushed=False, skip_parts=0)
+                await self._send(chat_id, reply, pushed=False, skip_parts=0)
             except UnreachableError:
-                log.info("%s chat %s cannot be answered", self.traits.name, incoming.chat_id)
+                log.info("%s chat %s cannot be answered", self.traits.name, chat_id)
+                break
+            except RetryLaterError as error:
+                # A timeout or a server error: the delivery engine retries the rest with
+                # backoff, and records it failed, with the reason, if it never goes through.
+                log.warning(
+                    "answer to %s event %s failed (%s); queued", self.traits.name, key, error
+                )
+                await self._settle(user_id, outcome, index, error)
                 return
             except DeliveryError as error:
                 log.warning("could not answer %s event %s: %s", self.traits.name, key, error)
-                return
+                break
+        await self._settle(user_id, outcome)
+
+    async def _settle(
+        self,
+        user_id: str,
+        outcome: Outcome,
+        failed_at: int | None = None,
+        error: DeliveryError | None = None,
+    ) -> None:
+        """Finish the journaled answers sent or given up; queue those that failed for retries."""
+        if failed_at is None and not outcome.journal_ids:
+            return
+        try:
+            queued = await settle_answers(
+                self._sessions,
+                self._clock,
+                self._journal,
+                channel=self.traits.name,
+                external_id=user_id,
+                replies=outcome.replies,
+                journal_ids=outcome.journal_ids,
+                failed_at=failed_at,
+                parts_done=error.parts_done if error is not None else 0,
+                reason=str(error) if error is not None else "",
+            )
+        except Exception:
+            log.exception("could not queue an answer on %s", self.traits.name)
+            if self._journal is not None:
+                self._journal.let_go(outcome.journal_ids)
+            return
+        if queued:
+            self._on_queued()
 
     async def _take(self, event: ZaloEvent) -> bool:
         """Record an event the core does not see as handled, and the person as seen."""
         incoming = event.incoming
         now = self._clock.now()
-        async with self._sessions() as session, session.begin():
+        # In the sender's turn: their first text, handled meanwhile, also creates their account.
+        async with self._dispatcher.turn(incoming), self._sessions() as session, session.begin():
             if not await inbox.take(
                 session, channel=incoming.channel, update_key=incoming.update_key, now=now
             ):
