@@ -142,6 +142,7 @@ class BotRuntime:
         Tests that move a manual clock pass `schedule=False` and call `scheduler.tick()`.
         """
         await self.prepare()
+        await self.deliverer.release_previous_claims()
         token = self.settings.telegram_bot_token
         if token is not None:
             application = build_application(

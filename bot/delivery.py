@@ -105,11 +105,17 @@ class Deliverer:
             total += handled
         return total
 
-    async def _run(self) -> None:
+    async def release_previous_claims(self) -> None:
+        """Take back at once the claims this process's previous life left (one process only).
+
+        Called before any message is handled: a claim made since, such as an answer journaled
+        while it is being sent, must stay, or it would be sent a second time.
+        """
         if self._single_process:
-            # Claims left by this process's previous life can be taken back at once.
             async with self._sessions() as session, session.begin():
                 await outbox.release_claims(session)
+
+    async def _run(self) -> None:
         failures = 0
         while True:
             try:
