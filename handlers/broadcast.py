@@ -218,8 +218,10 @@ async def _sector(ctx: Context, scope: Scope) -> None:
 
 
 async def _confirm_audience(ctx: Context, scope: Scope, audience: Audience) -> None:
+    # Counted at this moment, as sending now would: a member outside one messenger's window
+    # is counted on the other messenger they have.
     counts = await broadcast_store.count(
-        ctx.session, scope.unit, audience, exclude_member_id=scope.member.id
+        ctx.session, scope.unit, audience, exclude_member_id=scope.member.id, now=ctx.now
     )
     reachable = sum(n for channel, n in counts.items() if channel != "unreachable")
     if reachable == 0:

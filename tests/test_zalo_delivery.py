@@ -150,9 +150,10 @@ async def test_a_broadcast_composed_on_zalo_reaches_both_messengers(
     assert all(len(m.text) <= 2000 for m in preview)
     audience = await hoa.send(choice(preview[-1].text, "Chọn người nhận"))
     counts = await hoa.send(choice(audience[-1].text, "Tất cả đoàn viên"))
-    # The preview counts by each member's usual account; the OA's window is applied when
-    # the broadcast is queued (Bảy goes to Telegram) and again when each message is sent.
-    assert counts[-1].text.startswith("Sẽ gửi tới 6 người (Telegram: 2, Zalo: 1, Zalo OA: 3).")
+    # The preview counts each member on the account sending now would use: Bảy, past the
+    # OA's window, on Telegram; Tám, past it with no other messenger, still on the OA (the
+    # window is applied again when each message is sent).
+    assert counts[-1].text.startswith("Sẽ gửi tới 6 người (Telegram: 3, Zalo: 1, Zalo OA: 2).")
     sending = await hoa.send(choice(counts[-1].text, "Gửi ngay"))
     assert sending[-1].text.startswith("📤 Đang gửi thông báo #1 tới 6 người.")
     await settled(sessions)
