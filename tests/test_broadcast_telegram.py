@@ -277,9 +277,10 @@ async def test_officer_sends_to_everyone_in_the_subtree_and_gets_the_report(
     assert await statuses_by_chat(sessions, broadcast.id) == dict.fromkeys(KCN_MEMBERS, "sent")
 
     # The scheduler notices the broadcast is done and tells the author, once.
+    before = len(minh.inbox)  # counted first: the message may come before the tick returns
     clock.advance(timedelta(minutes=1))
     await bot.runtime.scheduler.tick()
-    told = (await minh.wait_for(len(minh.inbox) + 1))[-1]
+    told = (await minh.wait_for(before + 1))[-1]
     assert told.text == (
         "📊 Thông báo #1 đã gửi xong: 4 người đã nhận, 0 lỗi, 0 không liên lạc được. "
         "Xem chi tiết ở /thongbao → Thông báo của tôi."
@@ -731,9 +732,10 @@ async def test_scheduled_broadcast_goes_out_once_when_due(
     assert broadcast.queued_at == clock.now()
 
     # The next tick sends the members nothing more; it tells the author it is done.
+    before = len(minh.inbox)  # counted first: the message may come before the tick returns
     clock.advance(timedelta(minutes=1))
     assert await bot.runtime.scheduler.tick() == 1
-    told = (await minh.wait_for(len(minh.inbox) + 1))[-1]
+    told = (await minh.wait_for(before + 1))[-1]
     assert told.text.startswith("📊 Thông báo #1 đã gửi xong: 4 người đã nhận, 0 lỗi")
     clock.advance(timedelta(minutes=1))
     assert await bot.runtime.scheduler.tick() == 0
@@ -821,9 +823,10 @@ async def test_blocked_member_is_reported_then_skipped_then_reached_again(
     assert account is not None
     assert account.reachable is False
 
+    before = len(minh.inbox)  # counted first: the message may come before the tick returns
     clock.advance(timedelta(minutes=1))
     await bot.runtime.scheduler.tick()
-    told = (await minh.wait_for(len(minh.inbox) + 1))[-1]
+    told = (await minh.wait_for(before + 1))[-1]
     assert told.text.startswith(
         "📊 Thông báo #1 đã gửi xong: 3 người đã nhận, 0 lỗi, 1 không liên lạc được."
     )

@@ -97,10 +97,11 @@ async def test_join_by_search_with_officer_approval(
     prompt = (await officer.wait_for(1))[-1]
     assert "Võ Văn Bình" in prompt.text
     stale_reject = prompt.callback_data("Từ chối")
+    before = len(newcomer.inbox)  # counted first: the news may come before the press returns
     decided = await officer.press("Duyệt", prompt)
     assert "Đã duyệt" in decided[-1].text
 
-    told = await newcomer.wait_for(len(newcomer.inbox) + 1)
+    told = await newcomer.wait_for(before + 1)
     assert "đã được duyệt" in told[-1].text
     async with sessions() as session:
         member = await session.scalar(select(Member).where(Member.full_name == "Võ Văn Bình"))
