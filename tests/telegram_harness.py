@@ -39,7 +39,7 @@ def bot_settings(
     if webhook:
         overrides["telegram_webhook_url"] = "https://thidua.example/telegram/webhook"
         overrides["telegram_webhook_secret"] = SECRET
-    return load_settings(**overrides, **extra)
+    return load_settings(**{**overrides, **extra})
 
 
 @dataclass

@@ -3,78 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
-import aiohttp
 import pytest
 
-from bot.app import BotRuntime
 from storage.clock import ManualClock
 from tests.factories import message_update
-from tests.fakes.telegram_api import FakeTelegramAPI
-from tests.fakes.zalo_api import FakeZaloBotAPI, FakeZaloOA
-from tests.telegram_harness import TOKEN, TelegramBot, bot_settings
-from tests.zalo_harness import ZaloBot, zalo_settings
+from tests.telegram_harness import running_bot
+from tests.zalo_harness import running_zalo_bot
 
 # Paced in real time: kept off a CPU shared with the heavy tests (see tests/conftest.py).
 pytestmark = pytest.mark.timing
 
 # Fast enough for a short test, slow enough that 50 messages take seconds: 8 at once, then
 # 10 a second (the bot's defaults are 8, then 1 a second).
-FLOOD = {"flood_rate": 10.0, "flood_burst": 8}
+FLOOD: dict[str, Any] = {"flood_rate": 10.0, "flood_burst": 8}
 MESSAGES = 50
 NOTICE = "Bạn gửi nhanh quá"
-
-
-@asynccontextmanager
-async def flood_limited_telegram(
-    database_url: str, clock: ManualClock
-) -> AsyncIterator[TelegramBot]:
-    """The real bot with a fast flood rate and few update slots, against the fake Bot API."""
-    api = FakeTelegramAPI(TOKEN)
-    await api.start()
-    # Four slots: a flooder waiting in one of them would soon hold them all.
-    settings = bot_settings(database_url, api).model_copy(
-        update={**FLOOD, "telegram_concurrent_updates": 4}
-    )
-    runtime = BotRuntime(settings, clock)
-    try:
-        await runtime.start(schedule=False)
-        assert runtime.telegram is not None
-        async with aiohttp.ClientSession() as http:
-            harness = TelegramBot(api, runtime, http)
-            runtime.telegram.observe(harness._on_handled)
-            yield harness
-    finally:
-        await runtime.stop()
-        await api.stop()
-
-
-@asynccontextmanager
-async def flood_limited_zalo(database_url: str, clock: ManualClock) -> AsyncIterator[ZaloBot]:
-    """The real bot with its Zalo bot channel, a fast flood rate, and the fake Zalo API."""
-    telegram_api = FakeTelegramAPI(TOKEN)
-    zalo = FakeZaloBotAPI("738499441022218443:ZaloTestToken_for-the-fake-api")
-    oa = FakeZaloOA()
-    for fake in (telegram_api, zalo, oa):
-        await fake.start()
-    settings = zalo_settings(
-        database_url, telegram=telegram_api, zalo=zalo, oa=None, pair=None
-    ).model_copy(update=FLOOD)
-    runtime = BotRuntime(settings, clock)
-    try:
-        await runtime.start(schedule=False)
-        assert runtime.zalo is not None
-        async with aiohttp.ClientSession() as http:
-            harness = ZaloBot(runtime, http, zalo, oa, telegram_api, True)
-            runtime.zalo.observe(harness._on_handled)
-            yield harness
-    finally:
-        await runtime.stop()
-        for fake in (telegram_api, zalo, oa):
-            await fake.stop()
 
 
 def _command(n: int) -> str:
@@ -95,7 +41,8 @@ def _answered_commands(texts: list[str]) -> list[int]:
 async def test_a_telegram_flooder_is_slowed_and_told_once_while_others_are_answered_at_once(
     database_url: str, clock: ManualClock
 ) -> None:
-    async with flood_limited_telegram(database_url, clock) as bot:
+    # Four update slots: a flooder waiting in one of them would soon hold them all.
+    async with running_bot(database_url, clock, **FLOOD, telegram_concurrent_updates=4) as bot:
         flooder, other = bot.user(7001, "Tuấn"), bot.user(7002, "Lan")
         started = time.monotonic()
         for n in range(1, MESSAGES + 1):
@@ -126,7 +73,7 @@ async def test_a_telegram_flooder_is_slowed_and_told_once_while_others_are_answe
 async def test_a_zalo_flooder_is_slowed_and_told_once_while_others_are_answered_at_once(
     database_url: str, clock: ManualClock
 ) -> None:
-    async with flood_limited_zalo(database_url, clock) as bot:
+    async with running_zalo_bot(database_url, clock, **FLOOD) as bot:
         flooder, other = bot.zalo_user("zf-7001", "Tuấn"), bot.zalo_user("zf-7002", "Lan")
         started = time.monotonic()
         # More than the channel's 16 workers: a flooder waiting in them would block others.
@@ -152,7 +99,8 @@ async def test_a_zalo_flooder_is_slowed_and_told_once_while_others_are_answered_
 async def test_a_flooder_is_told_at_most_once_a_minute(
     database_url: str, clock: ManualClock
 ) -> None:
-    async with flood_limited_telegram(database_url, clock) as bot:
+    # Four update slots: a flooder waiting in one of them would soon hold them all.
+    async with running_bot(database_url, clock, **FLOOD, telegram_concurrent_updates=4) as bot:
         flooder = bot.user(7003, "Hà")
         sent = 0
 

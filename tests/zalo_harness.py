@@ -207,19 +207,27 @@ class OAUserHarness:
 
 @asynccontextmanager
 async def running_zalo_bot(
-    database_url: str, clock: Clock, *, webhook: bool = True, oa: FakeZaloOA | None = None
+    database_url: str,
+    clock: Clock,
+    *,
+    webhook: bool = True,
+    oa: FakeZaloOA | None = None,
+    **settings: Any,
 ) -> AsyncIterator[ZaloBot]:
-    """Start the fakes and the real bot with Telegram, the Zalo bot and the OA; stop them all."""
+    """Start the fakes and the real bot with Telegram, the Zalo bot and the OA; stop them all.
+
+    `settings` override ours, e.g. `flood_rate=10.0`.
+    """
     telegram_api = FakeTelegramAPI(TELEGRAM_TOKEN)
     zalo = FakeZaloBotAPI(ZALO_TOKEN)
     oa = oa or FakeZaloOA()
     for fake in (telegram_api, zalo, oa):
         await fake.start()
     pair = oa.issue()
-    settings = zalo_settings(
+    configured = zalo_settings(
         database_url, telegram=telegram_api, zalo=zalo, oa=oa, pair=pair, webhook=webhook
-    )
-    runtime = BotRuntime(settings, clock)
+    ).model_copy(update=settings)
+    runtime = BotRuntime(configured, clock)
     try:
         await runtime.start(schedule=False)
         assert runtime.telegram is not None
