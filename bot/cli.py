@@ -558,6 +558,16 @@ async def _schedule_list(
     return EXIT_OK
 
 
+async def _write_out(texts: Catalogue, cannot_write: str, path: Path, content: bytes) -> bool:
+    """Write an export; on failure print the `cannot_write` message and return False."""
+    try:
+        await asyncio.to_thread(path.write_bytes, content)
+    except OSError:
+        print(texts(cannot_write, path=path), file=sys.stderr)
+        return False
+    return True
+
+
 async def _report(settings: Settings, texts: Catalogue, args: argparse.Namespace) -> int:
     """Write a unit's campaign report, its whole subtree, optionally one phase."""
     engine = create_engine(settings.database_url)
@@ -601,10 +611,7 @@ async def _report(settings: Settings, texts: Catalogue, args: argparse.Namespace
         return len(sheets), reports.xlsx_bytes(sheets)
 
     files, content = await asyncio.to_thread(render)
-    try:
-        await asyncio.to_thread(args.out.write_bytes, content)
-    except OSError:
-        print(texts("report.cli.cannot_write", path=args.out), file=sys.stderr)
+    if not await _write_out(texts, "report.cli.cannot_write", args.out, content):
         return EXIT_FAILED
     await _audit_apart(
         settings,
@@ -772,10 +779,7 @@ async def _audit_export(settings: Settings, texts: Catalogue, args: argparse.Nam
         return reports.xlsx_bytes([table]) if suffix == ".xlsx" else reports.csv_bytes(table)
 
     content = await asyncio.to_thread(render)
-    try:
-        await asyncio.to_thread(args.out.write_bytes, content)
-    except OSError:
-        print(texts("audit.cli.cannot_write", path=args.out), file=sys.stderr)
+    if not await _write_out(texts, "audit.cli.cannot_write", args.out, content):
         return EXIT_FAILED
     await _audit_apart(
         settings,

@@ -16,18 +16,15 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from bot.app import BotRuntime
 from bot.web import (
     TELEGRAM_SECRET_HEADER,
     TELEGRAM_WEBHOOK_PATH,
@@ -39,11 +36,8 @@ from storage.clock import ManualClock
 from storage.engine import SessionFactory
 from storage.models import ChannelAccount, Conversation, InboundUpdate, Unit
 from tests.builders import T0, add_campaign
-from tests.fakes.telegram_api import FakeTelegramAPI
-from tests.fakes.zalo_api import FakeZaloBotAPI, FakeZaloOA
 from tests.telegram_harness import SECRET as TELEGRAM_SECRET
-from tests.telegram_harness import TOKEN as TELEGRAM_TOKEN
-from tests.zalo_harness import ZALO_TOKEN, ZaloBot, zalo_settings
+from tests.zalo_harness import ZaloBot, running_zalo_bot
 
 pytestmark = pytest.mark.fuzz
 
@@ -516,37 +510,6 @@ def _fill(value: Any) -> Any:
 # --- running the examples against the bot ---------------------------------------------------
 
 
-@asynccontextmanager
-async def running_fuzz_bot(database_url: str, clock: ManualClock) -> AsyncIterator[ZaloBot]:
-    """The real bot with Telegram, the Zalo bot and the OA, against their fakes.
-
-    Sends are not held to Telegram's 30 a second: the test is about what the bot survives.
-    """
-    telegram_api = FakeTelegramAPI(TELEGRAM_TOKEN)
-    zalo = FakeZaloBotAPI(ZALO_TOKEN)
-    oa = FakeZaloOA()
-    for fake in (telegram_api, zalo, oa):
-        await fake.start()
-    settings = zalo_settings(
-        database_url, telegram=telegram_api, zalo=zalo, oa=oa, pair=oa.issue()
-    ).model_copy(update={"telegram_rate_limit": 1000})
-    runtime = BotRuntime(settings, clock)
-    try:
-        await runtime.start(schedule=False)
-        assert runtime.telegram is not None
-        assert runtime.zalo is not None
-        assert runtime.zalo_oa is not None
-        async with aiohttp.ClientSession() as http:
-            harness = ZaloBot(runtime, http, zalo, oa, telegram_api, True)
-            for channel in (runtime.telegram, runtime.zalo, runtime.zalo_oa):
-                channel.observe(harness._on_handled)
-            yield harness
-    finally:
-        await runtime.stop()
-        for fake in (telegram_api, zalo, oa):
-            await fake.stop()
-
-
 class Sender:
     """Send examples from Hypothesis's thread to the bot on the event loop; count the answers."""
 
@@ -664,7 +627,8 @@ async def test_thousands_of_hostile_updates_never_break_the_bot(
     backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
     telegram_examples, zalo_examples, oa_examples = EXAMPLES[backend]
     started = time.monotonic()
-    async with running_fuzz_bot(database_url, clock) as bot:
+    # Sends are not held to Telegram's 30 a second: the test is about what the bot survives.
+    async with running_zalo_bot(database_url, clock, telegram_rate_limit=1000) as bot:
         loop = asyncio.get_running_loop()
         sender = Sender(bot, loop)
         telegram_headers = {TELEGRAM_SECRET_HEADER: TELEGRAM_SECRET}

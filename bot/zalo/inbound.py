@@ -7,6 +7,7 @@ workers hands the events to the neutral dispatcher and sends the replies back.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -36,7 +37,7 @@ _STOP = object()
 _OUTAGE_TRIES = 20
 
 
-class ZaloChannelBase:
+class ZaloChannelBase(abc.ABC):
     """Receive, store, queue and answer a Zalo channel's events; subclasses speak the API."""
 
     traits: ChannelTraits
@@ -69,13 +70,15 @@ class ZaloChannelBase:
 
     # --- to be provided by each channel ---------------------------------------------------
 
+    @abc.abstractmethod
     def _event(self, payload: dict[str, Any]) -> ZaloEvent | None:
-        raise NotImplementedError
+        """Read one webhook or polled payload; None for what the bot ignores."""
 
+    @abc.abstractmethod
     async def _send(self, chat_id: str, reply: Reply, *, pushed: bool, skip_parts: int) -> None:
-        raise NotImplementedError
+        """Send one reply, skipping its first `skip_parts` parts."""
 
-    async def _typing(self, chat_id: str) -> None:
+    async def _typing(self, chat_id: str) -> None:  # noqa: B027 (optional: may do nothing)
         """Show that an answer is coming, where the channel can."""
 
     # --- life cycle -------------------------------------------------------------------------
