@@ -6,8 +6,7 @@ import asyncio
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -17,7 +16,7 @@ from handlers.context import ACTION_PREFIX, CHOICE_PREFIX, NONCE_PLACEHOLDER, Co
 from handlers.parsing import parse_id
 from handlers.routing import Routes
 from handlers.types import Incoming, Outcome, Reply
-from storage import accounts, inbox
+from storage import accounts, inbox, transactions
 from storage.engine import DatabaseUnavailableError, is_connection_error
 from storage.models import Conversation
 from storage.outbox import ReplyJournal
@@ -31,20 +30,47 @@ class _KeyedLocks:
 
     def __init__(self) -> None:
         self._locks: dict[str, asyncio.Lock] = {}
-        self._users: defaultdict[str, int] = defaultdict(int)
+        self._users: dict[str, int] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._users[key] += 1
+    def hold(self, key: str) -> _Held:
+        """Return a context holding the key's lock (every message takes two: kept cheap)."""
+        return _Held(self, key)
+
+
+class _Held:
+    """The holding of one key's lock, as an async context manager."""
+
+    __slots__ = ("_key", "_lock", "_owner")
+
+    def __init__(self, owner: _KeyedLocks, key: str) -> None:
+        self._owner = owner
+        self._key = key
+        self._lock: asyncio.Lock | None = None
+
+    async def __aenter__(self) -> None:
+        owner, key = self._owner, self._key
+        lock = owner._locks.get(key)
+        if lock is None:
+            lock = owner._locks[key] = asyncio.Lock()
+        owner._users[key] = owner._users.get(key, 0) + 1
         try:
-            async with lock:
-                yield
-        finally:
-            self._users[key] -= 1
-            if not self._users[key]:
-                del self._users[key]
-                del self._locks[key]
+            await lock.acquire()
+        except BaseException:
+            self._release_user()
+            raise
+        self._lock = lock
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self._lock is not None
+        self._lock.release()
+        self._release_user()
+
+    def _release_user(self) -> None:
+        owner, key = self._owner, self._key
+        owner._users[key] -= 1
+        if not owner._users[key]:
+            del owner._users[key]
+            del owner._locks[key]
 
 
 class _FloodGuard:
@@ -200,7 +226,9 @@ class Dispatcher:
     async def _handle_once(self, incoming: Incoming, *, wait: bool) -> Outcome:
         services = self._services
         now = services.clock.now()
-        async with services.sessions() as session, session.begin():
+        # The session's transaction begins with the claim and is committed below; anything
+        # leaving early (a redelivered update, an error) rolls it back as the session closes.
+        async with services.sessions() as session:
             # Record the update as handled in this same transaction: at most once.
             loaded = await accounts.take_and_load(
                 session,
@@ -238,6 +266,7 @@ class Dispatcher:
                     payloads=[reply.to_dict() for reply in ctx.outcome.replies],
                     now=now,
                 )
+            await transactions.commit(session)
         if ctx.outcome.journal_ids and self._journal is not None:
             self._journal.hold(ctx.outcome.journal_ids)  # committed: renewed until sent
         return ctx.outcome

@@ -12,10 +12,10 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.attributes import instance_dict, set_committed_value
+from sqlalchemy.orm import configure_mappers
+from sqlalchemy.orm.attributes import instance_dict, instance_state, set_committed_value
 
-from storage import inbox
+from storage import inbox, transactions
 from storage.base import Base
 from storage.models import ChannelAccount, Conversation, Member
 
@@ -171,32 +171,22 @@ class _Driver:
     gives them, with no SQLAlchemy type processing.
     """
 
-    def __init__(self, connection: AsyncConnection, driver: Any) -> None:
+    def __init__(self, connection: AsyncConnection | None, driver: Any) -> None:
         self._connection = connection
         self._driver = driver
 
     @classmethod
     async def begin(cls, session: AsyncSession) -> _Driver:
         """Begin the session's transaction now, before its first statement."""
-        connection = await session.connection()
-        sync = connection.sync_connection
-        # The connection is checked out already: no I/O, so no need to leave the event loop.
-        raw = (
-            sync.connection
-            if sync is not None and not sync.invalidated
-            else await connection.get_raw_connection()
-        )
-        adapter, driver = raw.dbapi_connection, raw.driver_connection
-        begin = getattr(adapter, "_start_transaction", None)
-        fresh = getattr(adapter, "_transaction", False) is None
-        if begin is not None and fresh and driver is not None:
-            await begin()
-            return cls(connection, driver)
-        return cls(connection, None)
+        driver = await transactions.asyncpg_begun(session)
+        if driver is not None:
+            return cls(None, driver)
+        return cls(await session.connection(), None)
 
     async def fetchrow(self, sql: str, *params: object) -> Sequence[Any]:
         """Run a statement and return its one row."""
         if self._driver is None:
+            assert self._connection is not None
             return (await self._connection.exec_driver_sql(sql, params)).one()
         found = await self._driver.fetchrow(sql, *params)
         if found is None:
@@ -205,6 +195,7 @@ class _Driver:
 
     async def execute(self, sql: str, *params: object) -> None:
         if self._driver is None:
+            assert self._connection is not None
             await self._connection.exec_driver_sql(sql, params)
         else:
             await self._driver.execute(sql, *params)
@@ -257,6 +248,9 @@ def _row_loaders(dialect: Dialect) -> tuple[_Loader, ...]:
     """Per sender table, a function turning its columns of a row into a persistent instance."""
     found = _loaders.get(dialect.name)
     if found is None:
+        # Instances are built below the ORM's queries, which would otherwise configure the
+        # mappers first: a fresh process's first message must not find them unconfigured.
+        configure_mappers()
         start, built = 1, []  # after the claim count
         for model, _alias in _SENDER_TABLES:
             built.append(_loader(dialect, model, start))
@@ -283,6 +277,7 @@ def _loader(dialect: Dialect, model: type[Base], start: int) -> _Loader:
     ]
     key_index = start + next(i for i, column in enumerate(columns) if column.primary_key)
     new_instance = mapper.class_manager.new_instance
+    identity_key = mapper.identity_key_from_primary_key
 
     def load(session: AsyncSession, row: Sequence[Any]) -> Any:
         if row[key_index] is None:
@@ -293,8 +288,12 @@ def _loader(dialect: Dialect, model: type[Base], start: int) -> _Loader:
             for index, key, process in fields
         )
         # Now as if a query had loaded it: persistent in the session, its changes flushed.
-        make_transient_to_detached(instance)
-        session.add(instance)
+        # Every column is set and no history was recorded, so there is nothing to reset or
+        # expire (what make_transient_to_detached does), and no related object to cascade to
+        # (what Session.add walks): attach it to the identity map as a query's loading would.
+        state = instance_state(instance)
+        state.key = identity_key((row[key_index],))
+        session.sync_session._update_impl(state)
         return instance
 
     return load

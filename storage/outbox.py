@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import accounts
 from storage.clock import Clock
 from storage.engine import SessionFactory
 from storage.models import Broadcast, ChannelAccount, OutboxMessage, OutboxStatus
+from storage.transactions import asyncpg_begun
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +391,7 @@ class ReplyJournal:
     ) -> list[int]:
         """Journal answers in the caller's transaction; return their ids, in order."""
         until = now + self.lease
-        driver = await _asyncpg_begun(session)
+        driver = await asyncpg_begun(session)
         if driver is not None:
             if len(payloads) == 1:  # the common case: a simpler statement, no array
                 text = json.dumps(payloads[0], ensure_ascii=False)
@@ -473,7 +473,7 @@ class ReplyJournal:
                 ids = [i for chunk, _ in batch for i in chunk]
                 try:
                     async with self._sessions() as session, session.begin():
-                        driver = await _asyncpg_begun(session)
+                        driver = await asyncpg_begun(session)
                         if driver is not None:
                             await driver.execute(_PG_FINISH, ids)
                         else:
@@ -507,23 +507,3 @@ class ReplyJournal:
                     log.exception("could not renew the claims of journaled answers")
         finally:
             self._renewer = None
-
-
-async def _asyncpg_begun(session: AsyncSession) -> Any | None:
-    """The session's asyncpg connection with its transaction begun, else None (not PostgreSQL)."""
-    sync: Connection | None
-    transaction = session.sync_session.get_transaction()
-    if transaction is not None and getattr(transaction, "_connections", None):
-        # The transaction holds its connection already: taken without I/O, without a greenlet.
-        sync = session.sync_session.connection()
-    else:
-        sync = (await session.connection()).sync_connection
-    if sync is None or sync.invalidated or sync.dialect.name != "postgresql":
-        return None
-    adapter = sync.connection.dbapi_connection
-    begin = getattr(adapter, "_start_transaction", None)
-    if getattr(adapter, "_transaction", None) is None:
-        if begin is None:
-            return None
-        await begin()
-    return sync.connection.driver_connection

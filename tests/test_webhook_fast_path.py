@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -15,6 +17,8 @@ from storage.clock import ManualClock
 from storage.engine import SessionFactory
 from storage.models import ChannelAccount, Conversation, InboundUpdate, MemberStatus, Role
 from tests.factories import TgUser, callback_update, message_update, photo_update
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def _rows(sessions: SessionFactory) -> dict[tuple[str, str], bool]:
@@ -106,6 +110,44 @@ async def test_first_contact_creates_the_account_and_its_conversation(
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Conversation)) == 1
         assert await session.scalar(select(func.count()).select_from(ChannelAccount)) == 1
+
+
+# What a fresh process does first with a message: no ORM query has configured the mappers yet.
+_FIRST_MESSAGE_OF_A_PROCESS = """
+import asyncio, sys
+from datetime import UTC, datetime
+from storage import accounts
+from storage.engine import create_engine, create_session_factory
+
+async def main():
+    engine = create_engine(sys.argv[1])
+    async with create_session_factory(engine)() as session:
+        loaded = await accounts.take_and_load(
+            session, channel="telegram", update_key="fresh", external_id="1001",
+            chat_id="1001", display_name=None, now=datetime.now(UTC),
+        )
+        print(loaded[2].full_name)
+    await engine.dispose()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_fresh_process_loads_the_sender_of_its_first_message(
+    database_url: str, org: dict[str, int]
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _FIRST_MESSAGE_OF_A_PROCESS,
+        database_url,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert out.decode().strip() == "Nguyễn Thị Lan"
 
 
 # Row locks exist on PostgreSQL only; on SQLite a writer holds the whole database.
