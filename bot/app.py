@@ -99,6 +99,10 @@ class BotRuntime:
         self.dispatcher = Dispatcher(
             self.services,
             self.routes,
+            # SQLite lets one transaction write at a time, and a message's begins by writing
+            # (its claim): more at once only wait in SQLite's busy handler, which polls. One at
+            # a time, the handling benchmark spent 28 % less CPU per message.
+            max_transactions=1 if is_sqlite(settings.database_url) else 16,
             flood_rate=settings.flood_rate,
             flood_burst=settings.flood_burst,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -102,7 +103,22 @@ async def take_and_load(
     with `wait=True`.
     """
     dialect = session.get_bind().dialect
-    if wait or dialect.name != "postgresql":
+    row: Sequence[Any] | None = None
+    if dialect.name == "sqlite":
+        bound = transactions.sqlite_time(dialect)
+        take = functools.partial(
+            _sqlite_take_and_load, channel, update_key, bound(now), external_id
+        )
+        _ran, row = await transactions.on_sqlite(session, take)  # None: not on aiosqlite
+    elif dialect.name == "postgresql" and not wait:
+        driver = await _Driver.begin(session)
+        try:
+            row = await driver.fetchrow(_PG_TAKE_AND_LOAD, channel, update_key, now, external_id)
+        except Exception as error:  # asyncpg's own, or SQLAlchemy's DBAPIError around it
+            if _sqlstate(error) == _LOCK_NOT_AVAILABLE:
+                raise AccountBusyError(f"{channel}:{external_id}") from error
+            raise
+    if row is None:
         if not await inbox.take(session, channel=channel, update_key=update_key, now=now):
             return None
         return await load_for_message(
@@ -113,13 +129,6 @@ async def take_and_load(
             display_name=display_name,
             now=now,
         )
-    driver = await _Driver.begin(session)
-    try:
-        row = await driver.fetchrow(_PG_TAKE_AND_LOAD, channel, update_key, now, external_id)
-    except Exception as error:  # asyncpg's own, or SQLAlchemy's DBAPIError around it
-        if _sqlstate(error) == _LOCK_NOT_AVAILABLE:
-            raise AccountBusyError(f"{channel}:{external_id}") from error
-        raise
     if not row[0]:
         return None
     if row[1] is None:  # first contact: no account yet
@@ -142,7 +151,17 @@ async def take_and_load(
     if seen:
         # One statement rather than the ORM's flush, which costs several times as much.
         names = sorted(seen)
-        await driver.execute(_update_account_sql(tuple(names)), account.id, *map(seen.get, names))
+        values = [seen[name] for name in names]
+        if dialect.name == "sqlite":
+            bound = transactions.sqlite_time(dialect)
+            values = [bound(v) if isinstance(v, datetime) else v for v in values]
+            sql = _update_account_sql(tuple(names), "?")
+            refresh = functools.partial(_sqlite_execute, sql, (*values, account.id))
+            ran, _ = await transactions.on_sqlite(session, refresh)
+            assert ran  # the row came from aiosqlite above
+        else:
+            driver = await _Driver.begin(session)
+            await driver.execute(_update_account_sql(tuple(names), "$"), account.id, *values)
         for name in names:
             set_committed_value(account, name, seen[name])
     if conversation is None:
@@ -202,7 +221,12 @@ class _Driver:
 
 
 @functools.cache
-def _update_account_sql(names: tuple[str, ...]) -> str:
+def _update_account_sql(names: tuple[str, ...], style: str) -> str:
+    """The refresh of an account's columns: PostgreSQL's numbered parameters ("$", the id
+    first) or SQLite's question marks ("?", the id last)."""
+    if style == "?":
+        assignments = ", ".join(f"{name} = ?" for name in names)
+        return f"UPDATE channel_accounts SET {assignments} WHERE id = ?"
     assignments = ", ".join(f"{name} = ${index}" for index, name in enumerate(names, start=2))
     return f"UPDATE channel_accounts SET {assignments} WHERE id = $1"
 
@@ -239,6 +263,41 @@ LEFT JOIN LATERAL (
     FOR UPDATE OF a NOWAIT
 ) AS sender ON true
 """
+
+# The same on SQLite, as two statements run together in aiosqlite's thread (one hand-off).
+_SQLITE_TAKE = """
+INSERT INTO inbound_updates (channel, update_key, received_at, processed_at)
+VALUES (?, ?, ?, ?)
+ON CONFLICT (channel, update_key) DO UPDATE SET processed_at = excluded.processed_at
+WHERE inbound_updates.processed_at IS NULL
+RETURNING 1
+"""
+_SQLITE_LOAD = f"""
+SELECT {_select_list()}
+FROM channel_accounts AS a
+LEFT JOIN conversations AS c ON c.account_id = a.id
+LEFT JOIN members AS m ON m.id = a.member_id
+WHERE a.channel = ? AND a.external_id = ?
+"""
+
+
+def _sqlite_take_and_load(
+    channel: str, update_key: str, now: object, external_id: str, db: sqlite3.Connection
+) -> Sequence[Any]:
+    """In aiosqlite's thread: claim the update and read its sender, a row as on PostgreSQL."""
+    cursor = db.execute(_SQLITE_TAKE, (channel, update_key, now, now))
+    try:
+        taken = cursor.fetchone() is not None
+        sender = cursor.execute(_SQLITE_LOAD, (channel, external_id)).fetchone()
+    finally:
+        cursor.close()
+    return (int(taken), *(sender or (None,)))
+
+
+def _sqlite_execute(sql: str, params: Sequence[Any], db: sqlite3.Connection) -> None:
+    """In aiosqlite's thread: run one statement."""
+    db.execute(sql, params).close()
+
 
 _Loader = Callable[[AsyncSession, Sequence[Any]], Any]
 _loaders: dict[str, tuple[_Loader, ...]] = {}

@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_
+
+from storage.transactions import begin_immediate
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
@@ -210,4 +213,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Writers queue on the lock up front instead of failing when a reader upgrades.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # In one hand-off to aiosqlite's thread where possible (not three through a cursor).
+        begun = begin_immediate(connection.connection.driver_connection)
+        if begun is None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            await_(begun)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +21,7 @@ from storage.base import UTCDateTime
 from storage.clock import Clock
 from storage.engine import SessionFactory
 from storage.models import InboundUpdate
-from storage.transactions import asyncpg_begun, commit
+from storage.transactions import asyncpg_begun, commit, on_sqlite, sqlite_time
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,29 @@ FROM unnest($2::text[], $3::text[]) AS u(update_key, payload)
 ON CONFLICT (channel, update_key) DO NOTHING
 RETURNING update_key
 """
+
+# Rows per statement on SQLite: older builds take at most 999 parameters.
+_SQLITE_ROWS = 200
+
+
+def _sqlite_store_many(
+    rows: Sequence[tuple[str, str, str, object]], db: sqlite3.Connection
+) -> set[str]:
+    """In aiosqlite's thread: insert the new updates, a statement per 200; return their keys."""
+    new: set[str] = set()
+    for start in range(0, len(rows), _SQLITE_ROWS):
+        chunk = rows[start : start + _SQLITE_ROWS]
+        values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+        sql = (
+            "INSERT INTO inbound_updates (channel, update_key, payload, received_at) "
+            f"VALUES {values} ON CONFLICT (channel, update_key) DO NOTHING RETURNING update_key"
+        )
+        cursor = db.execute(sql, [value for row in chunk for value in row])
+        try:
+            new.update(found[0] for found in cursor.fetchall())
+        finally:
+            cursor.close()
+    return new
 
 
 def _insert_ignoring_duplicates(session: AsyncSession, values: dict[str, Any]) -> Any:
@@ -93,7 +118,17 @@ async def store_many(
         texts = [json.dumps(payload, ensure_ascii=False) for _, payload in updates]
         rows = await driver.fetch(_PG_STORE_MANY, channel, keys, texts, now)
         return {row[0] for row in rows}
-    statement = _STORE_MANY[session.get_bind().dialect.name]
+    dialect = session.get_bind().dialect
+    if dialect.name == "sqlite":
+        received = sqlite_time(dialect)(now)
+        rows = [
+            (channel, key, json.dumps(payload, ensure_ascii=False), received)
+            for key, payload in updates
+        ]
+        ran, new = await on_sqlite(session, functools.partial(_sqlite_store_many, rows))
+        if ran and new is not None:
+            return new
+    statement = _STORE_MANY[dialect.name]
     rows = [
         {"channel": channel, "update_key": key, "payload": payload, "received_at": now}
         for key, payload in updates

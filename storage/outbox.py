@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import secrets
 import socket
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +22,7 @@ from storage import accounts
 from storage.clock import Clock
 from storage.engine import SessionFactory
 from storage.models import Broadcast, ChannelAccount, OutboxMessage, OutboxStatus
-from storage.transactions import asyncpg_begun
+from storage.transactions import asyncpg_begun, on_sqlite, sqlite_time
 
 log = logging.getLogger(__name__)
 
@@ -346,6 +348,26 @@ INSERT INTO outbox (account_id, channel, payload, status, attempts, parts_done,
 VALUES ($1, $2, $3::jsonb, 'pending', 0, 0, $4, $5, $6)
 RETURNING id
 """
+_SQLITE_JOURNAL_ONE = """
+INSERT INTO outbox (account_id, channel, payload, status, attempts, parts_done,
+                    claimed_by, claimed_until, created_at)
+VALUES (?, ?, ?, 'pending', 0, 0, ?, ?, ?)
+RETURNING id
+"""
+
+
+def _sqlite_journal(rows: Sequence[tuple[object, ...]], db: sqlite3.Connection) -> list[int]:
+    """In aiosqlite's thread: journal answers, one statement each, in one hand-off."""
+    ids = []
+    for row in rows:
+        cursor = db.execute(_SQLITE_JOURNAL_ONE, row)
+        try:
+            ids.append(int(cursor.fetchone()[0]))
+        finally:
+            cursor.close()
+    return ids
+
+
 # While answers keep being finished, they gather this long between commits: a commit shared
 # by many costs each answer little. A lone answer is finished at once.
 _FINISH_GATHER = 0.05
@@ -404,6 +426,17 @@ class ReplyJournal:
                 _PG_JOURNAL, account_id, channel, texts, self.worker, until, now
             )
             return sorted(row[0] for row in rows)
+        dialect = session.get_bind().dialect
+        if dialect.name == "sqlite":
+            bound = sqlite_time(dialect)
+            times = (bound(until), bound(now))
+            rows = [
+                (account_id, channel, json.dumps(p, ensure_ascii=False), self.worker, *times)
+                for p in payloads
+            ]
+            ran, found = await on_sqlite(session, functools.partial(_sqlite_journal, rows))
+            if ran and found is not None:
+                return list(found)
         connection = await session.connection()
         result = await connection.execute(
             _JOURNAL,

@@ -1,18 +1,27 @@
-"""A session's PostgreSQL transaction reached on the driver, for the per-message hot path.
+"""A session's transaction reached on the driver, for the per-message hot path.
 
 SQLAlchemy's async layers (greenlets, the cursor and result adapters, the session's state
-machine) cost about as much CPU per statement as the round trip to the server. The few
-statements every message runs go to asyncpg itself, inside the session's own transaction.
-Anything else, SQLite included, goes through SQLAlchemy as usual.
+machine) cost about as much CPU per statement as the round trip to PostgreSQL. On SQLite,
+aiosqlite runs every call (cursor, execute, fetch, close) in its own thread and hands the result
+back through the event loop: three or four hand-offs per statement through SQLAlchemy. The few
+statements every message runs go to asyncpg itself, or run together in aiosqlite's thread in one
+hand-off, inside the session's own transaction. Anything else goes through SQLAlchemy as usual.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import sqlite3
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy.engine import Connection
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.pool import PoolProxiedConnection
+
+from storage.base import UTCDateTime
 
 
 async def asyncpg_begun(session: AsyncSession) -> Any | None:
@@ -29,6 +38,52 @@ async def asyncpg_begun(session: AsyncSession) -> Any | None:
     return pooled.driver_connection
 
 
+_T = TypeVar("_T")
+
+
+async def on_sqlite(
+    session: AsyncSession, work: Callable[[sqlite3.Connection], _T]
+) -> tuple[bool, _T | None]:
+    """Run `work` on the session's SQLite connection in aiosqlite's thread, in one hand-off.
+
+    The session's transaction is begun first. Returns (False, None) if the session is not on
+    aiosqlite; the caller then goes through SQLAlchemy. SQLite's errors come as SQLAlchemy's.
+    """
+    pooled = await _pooled(session, "sqlite")
+    driver = pooled.driver_connection if pooled is not None else None
+    if driver is None or not hasattr(driver, "_execute"):
+        return False, None
+    return True, await _in_thread(driver, work)
+
+
+async def _in_thread(driver: Any, work: Callable[[sqlite3.Connection], _T]) -> _T:
+    try:
+        return await driver._execute(work, driver._conn)  # type: ignore[no-any-return]
+    except sqlite3.Error as error:
+        # As SQLAlchemy would raise it: an OperationalError ("database is locked") is then
+        # recognised as the database being unavailable, an IntegrityError as a conflict.
+        raise exc.DBAPIError.instance(None, None, error, sqlite3.Error) from error
+
+
+@functools.cache
+def sqlite_time(dialect: Dialect) -> Callable[[datetime], object]:
+    """Return how a timestamp column stores a time on SQLite (text, as SQLAlchemy writes it)."""
+    process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert process is not None
+    return process
+
+
+def begin_immediate(driver: Any) -> Awaitable[None] | None:
+    """Return an awaitable running BEGIN IMMEDIATE in aiosqlite's thread, else None."""
+    if not hasattr(driver, "_execute"):
+        return None
+    return _in_thread(driver, _begin_immediate)
+
+
+def _begin_immediate(connection: sqlite3.Connection) -> None:
+    connection.execute("BEGIN IMMEDIATE").close()
+
+
 async def commit(session: AsyncSession) -> None:
     """Flush and commit the session's transaction; the caller closes the session right after.
 
@@ -43,15 +98,19 @@ async def commit(session: AsyncSession) -> None:
     adapter = pooled.dbapi_connection if pooled is not None else None
     transaction = getattr(adapter, "_transaction", None)
     discard = getattr(adapter, "_call_and_discard", None)
-    if transaction is None or discard is None:
-        await session.commit()
+    if transaction is not None and discard is not None:
+        # As the adapter's own commit does: the transaction is done whether COMMIT succeeds.
+        await discard(transaction.commit)
         return
-    # As the adapter's own commit does: the transaction is done whether COMMIT succeeds or not.
-    await discard(transaction.commit)
+    # Elsewhere through the session: on SQLite a commit of the driver's own would leave
+    # SQLAlchemy a transaction to roll back on closing, one more hand-off to aiosqlite's thread.
+    await session.commit()
 
 
-async def _pooled(session: AsyncSession) -> PoolProxiedConnection | None:
-    """The session's pooled connection, if it is PostgreSQL's (SQLAlchemy's asyncpg adapter)."""
+async def _pooled(
+    session: AsyncSession, dialect: str = "postgresql"
+) -> PoolProxiedConnection | None:
+    """The session's pooled connection (its transaction begun), if on `dialect`."""
     sync: Connection | None
     transaction = session.sync_session.get_transaction()
     if transaction is not None and getattr(transaction, "_connections", None):
@@ -59,6 +118,6 @@ async def _pooled(session: AsyncSession) -> PoolProxiedConnection | None:
         sync = session.sync_session.connection()
     else:
         sync = (await session.connection()).sync_connection
-    if sync is None or sync.invalidated or sync.dialect.name != "postgresql":
+    if sync is None or sync.invalidated or sync.dialect.name != dialect:
         return None
     return sync.connection

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.telegram.convert import UnreadableUpdateError, read_update
-from storage import accounts, conversations, inbox
+from storage import accounts, conversations, inbox, transactions
 from storage.clock import ManualClock
-from storage.engine import SessionFactory
+from storage.engine import SessionFactory, is_connection_error
 from storage.models import ChannelAccount, Conversation, InboundUpdate, MemberStatus, Role
 from tests.factories import TgUser, callback_update, message_update, photo_update
 
@@ -148,6 +150,20 @@ async def test_a_fresh_process_loads_the_sender_of_its_first_message(
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, err.decode()
     assert out.decode().strip() == "Nguyễn Thị Lan"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_sqlite_busy_on_the_fast_path_counts_as_the_database_unavailable(
+    sessions: SessionFactory,
+) -> None:
+    def locked(_db: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    async with sessions() as session:
+        with pytest.raises(OperationalError) as raised:
+            await transactions.on_sqlite(session, locked)
+    # So a message meeting it is retried once the database answers, not apologised for.
+    assert is_connection_error(raised.value)
 
 
 # Row locks exist on PostgreSQL only; on SQLite a writer holds the whole database.
