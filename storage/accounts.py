@@ -100,7 +100,7 @@ async def take_and_load(
     Returns None if the update was handled before. On PostgreSQL, unless `wait`, both are one
     statement (one round trip) that does not wait for the sender's row lock: if another
     transaction holds it, this raises AccountBusyError and the caller rolls back and calls again
-    with `wait=True`.
+    with `wait=True`. On SQLite both run together in aiosqlite's thread (one hand-off).
     """
     dialect = session.get_bind().dialect
     row: Sequence[Any] | None = None

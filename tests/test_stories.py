@@ -310,6 +310,8 @@ async def test_no_channel_anywhere_means_approved_and_listed_but_not_published(
         kcn.publish_chat = None
     lan, hoa = bot.user(LAN, "Lan"), bot.user(HOA, "Hoa")
     await nominate_tu(lan)
+    # Hoa's notice is pushed in the background: once it is in, the list's buttons come last.
+    await hoa.wait_for(1)
     await hoa.send("/guongsang")
     await hoa.press("Duyệt gương sáng")
     done = await hoa.press("Duyệt và đăng")
@@ -334,6 +336,8 @@ async def test_the_weekly_roundup_reaches_the_campaign_once_and_only_after_a_wee
 ) -> None:
     lan, hoa = bot.user(LAN, "Lan"), bot.user(HOA, "Hoa")
     await nominate_tu(lan)
+    # Hoa's notice is pushed in the background: once it is in, the list's buttons come last.
+    await hoa.wait_for(1)
     await hoa.send("/guongsang")
     await hoa.press("Duyệt gương sáng")
     await hoa.press("Duyệt và đăng")  # Wednesday 01/03 08:00
