@@ -3,7 +3,9 @@
 How it runs (`python -m bench.webhook`, `--quick` for a short smoke run):
 
 * This process is the load generator. It also hosts the fake Bot API
-  (`tests.fakes.telegram_api.FakeTelegramAPI`) and is pinned to the CPUs other than the first.
+  (`tests.fakes.telegram_api.FakeTelegramAPI`), is pinned to the CPUs other than the first and
+  runs on uvloop where installed, as the bot does: on two cores it shares its core with the
+  database, and every CPU-second it spends is one PostgreSQL does not get.
 * The bot under test runs in a child process (`python -m bench.webhook --serve bot`, pinned to
   CPU 0): a full `BotRuntime` in webhook mode talking to the fake API. The database URL reaches
   it through the environment, the bot token is the fake one below.
@@ -917,14 +919,18 @@ def _cap_note() -> str:
     return f"; its cap on sends per second (telegram_rate_limit) raised to the maximum, {cap}"
 
 
+# What a run's figures depend on: the application and the benchmark itself.
+_MEASURED_CODE = ("bot", "handlers", "storage", "scheduler", "bench")
+
+
 def _code_version() -> str:
-    """Name the commit measured, and say whether the application code had local changes."""
+    """Name the commit measured, and say whether the code or the benchmark had local changes."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
         changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "bot", "handlers", "storage", "scheduler"],
+            ["git", "status", "--porcelain", "--", *_MEASURED_CODE],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -933,7 +939,7 @@ def _code_version() -> str:
         return "unknown (no git)"
     if not head:
         return "unknown (not a git work tree)"
-    return f"commit {head}" + (" with uncommitted changes to the application" if changed else "")
+    return f"commit {head}" + (" with uncommitted changes" if changed else "")
 
 
 def _cpu_model() -> str:
@@ -1133,7 +1139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     options = _options(parser, args, argv)
     try:
-        return asyncio.run(_run(options))
+        # The load generator's own CPU competes with the database for the second core.
+        return serving.run(_run(options))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; the server processes were stopped", file=sys.stderr)
         return 130
