@@ -259,14 +259,15 @@ class Dispatcher:
             journal = self._journal
             if journal is not None and ctx.outcome.replies and incoming.channel in journal.channels:
                 # The answers become durable with the step that produced them.
-                ctx.outcome.journal_ids = await journal.write(
+                ctx.outcome.journal_ids = await journal.write_and_commit(
                     session,
                     account_id=account.id,
                     channel=incoming.channel,
                     payloads=[reply.to_dict() for reply in ctx.outcome.replies],
                     now=now,
                 )
-            await transactions.commit(session)
+            else:
+                await transactions.commit(session)
         if ctx.outcome.journal_ids and self._journal is not None:
             self._journal.hold(ctx.outcome.journal_ids)  # committed: renewed until sent
         return ctx.outcome

@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_
 
-from storage.transactions import begin_immediate
+from storage.transactions import BEGIN_PENDING, begin_immediate, in_transaction
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
@@ -212,10 +213,50 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Writers queue on the lock up front instead of failing when a reader upgrades.
-        # In one hand-off to aiosqlite's thread where possible (not three through a cursor).
-        begun = begin_immediate(connection.connection.driver_connection)
-        if begun is None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            await_(begun)
+        # Writers queue on the lock up front instead of failing when a reader upgrades. The
+        # BEGIN IMMEDIATE waits for the transaction's first statement: that one runs it, in its
+        # own hand-off to aiosqlite's thread (`storage.transactions.on_sqlite`, or below).
+        connection.connection.info[BEGIN_PENDING] = True
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _before_statement(connection: Any, *_args: Any) -> None:
+        pooled = connection.connection
+        if pooled.info.pop(BEGIN_PENDING, False):
+            begun = begin_immediate(pooled.driver_connection)
+            if begun is None:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                await_(begun)
+
+    _end_only_open_transactions(engine)
+
+
+def _end_only_open_transactions(engine: AsyncEngine) -> None:
+    """Commit or roll back a SQLite connection only when it has a transaction open.
+
+    SQLAlchemy rolls back every connection returned to the pool, committed or not, and ends a
+    transaction that ran no statement (its BEGIN never ran, above). On aiosqlite every call, even
+    one with nothing to do, is a hand-off to the driver's thread and back: a message's
+    transaction saved one of its six this way.
+    """
+    dialect = engine.sync_engine.dialect
+    rollback, commit = dialect.do_rollback, dialect.do_commit
+
+    def do_rollback(pooled: PoolProxiedConnection) -> None:
+        _forget_pending_begin(pooled)
+        if in_transaction(pooled.driver_connection):
+            rollback(pooled)
+
+    def do_commit(pooled: PoolProxiedConnection) -> None:
+        _forget_pending_begin(pooled)
+        if in_transaction(pooled.driver_connection):
+            commit(pooled)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign, assignment]
+    dialect.do_commit = do_commit  # type: ignore[method-assign, assignment]
+
+
+def _forget_pending_begin(pooled: PoolProxiedConnection) -> None:
+    # The connection made to set the dialect up has no `info`; it never began a transaction.
+    with contextlib.suppress(NotImplementedError):
+        pooled.info.pop(BEGIN_PENDING, None)

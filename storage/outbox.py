@@ -22,7 +22,7 @@ from storage import accounts
 from storage.clock import Clock
 from storage.engine import SessionFactory
 from storage.models import Broadcast, ChannelAccount, OutboxMessage, OutboxStatus
-from storage.transactions import asyncpg_begun, on_sqlite, sqlite_time
+from storage.transactions import asyncpg_begun, commit, on_sqlite, sqlite_time
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +402,7 @@ class ReplyJournal:
         self._finishing: list[tuple[list[int], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def write(
+    async def write_and_commit(
         self,
         session: AsyncSession,
         *,
@@ -411,21 +411,16 @@ class ReplyJournal:
         payloads: Sequence[dict[str, Any]],
         now: datetime,
     ) -> list[int]:
-        """Journal answers in the caller's transaction; return their ids, in order."""
+        """Journal answers in the caller's transaction and commit it; return their ids, in order.
+
+        On SQLite the answers and the COMMIT go to aiosqlite's thread in one hand-off.
+        """
         until = now + self.lease
         driver = await asyncpg_begun(session)
         if driver is not None:
-            if len(payloads) == 1:  # the common case: a simpler statement, no array
-                text = json.dumps(payloads[0], ensure_ascii=False)
-                found = await driver.fetchval(
-                    _PG_JOURNAL_ONE, account_id, channel, text, self.worker, until, now
-                )
-                return [found]
-            texts = [json.dumps(p, ensure_ascii=False) for p in payloads]
-            rows = await driver.fetch(
-                _PG_JOURNAL, account_id, channel, texts, self.worker, until, now
-            )
-            return sorted(row[0] for row in rows)
+            ids = await self._write_postgres(driver, account_id, channel, payloads, until, now)
+            await commit(session)
+            return ids
         dialect = session.get_bind().dialect
         if dialect.name == "sqlite":
             bound = sqlite_time(dialect)
@@ -434,8 +429,12 @@ class ReplyJournal:
                 (account_id, channel, json.dumps(p, ensure_ascii=False), self.worker, *times)
                 for p in payloads
             ]
-            ran, found = await on_sqlite(session, functools.partial(_sqlite_journal, rows))
+            if session.new or session.dirty or session.deleted:
+                await session.flush()  # the handler's changes, before the COMMIT below
+            journal = functools.partial(_sqlite_journal, rows)
+            ran, found = await on_sqlite(session, journal, commit=True)
             if ran and found is not None:
+                await session.commit()  # committed already: ends the session's side of it
                 return list(found)
         connection = await session.connection()
         result = await connection.execute(
@@ -452,7 +451,29 @@ class ReplyJournal:
                 for payload in payloads
             ],
         )
-        return sorted(result.scalars())
+        ids = sorted(result.scalars())
+        await commit(session)
+        return ids
+
+    async def _write_postgres(
+        self,
+        driver: Any,
+        account_id: int,
+        channel: str,
+        payloads: Sequence[dict[str, Any]],
+        until: datetime,
+        now: datetime,
+    ) -> list[int]:
+        """Journal answers straight on asyncpg, in one statement and one round trip."""
+        if len(payloads) == 1:  # the common case: a simpler statement, no array
+            text = json.dumps(payloads[0], ensure_ascii=False)
+            found = await driver.fetchval(
+                _PG_JOURNAL_ONE, account_id, channel, text, self.worker, until, now
+            )
+            return [found]
+        texts = [json.dumps(p, ensure_ascii=False) for p in payloads]
+        rows = await driver.fetch(_PG_JOURNAL, account_id, channel, texts, self.worker, until, now)
+        return sorted(row[0] for row in rows)
 
     def hold(self, ids: Iterable[int]) -> None:
         """Keep renewing these rows' claims (committed now) until they are finished."""

@@ -41,19 +41,60 @@ async def asyncpg_begun(session: AsyncSession) -> Any | None:
 _T = TypeVar("_T")
 
 
+# On a pooled SQLite connection (its `info`): SQLAlchemy has begun a transaction whose
+# BEGIN IMMEDIATE has not run yet. It runs with the transaction's first statement, in the same
+# hand-off to aiosqlite's thread: a hand-off costs more CPU than most statements.
+BEGIN_PENDING = "thidua.sqlite_begin_pending"
+
+
 async def on_sqlite(
-    session: AsyncSession, work: Callable[[sqlite3.Connection], _T]
+    session: AsyncSession, work: Callable[[sqlite3.Connection], _T], *, commit: bool = False
 ) -> tuple[bool, _T | None]:
     """Run `work` on the session's SQLite connection in aiosqlite's thread, in one hand-off.
 
-    The session's transaction is begun first. Returns (False, None) if the session is not on
-    aiosqlite; the caller then goes through SQLAlchemy. SQLite's errors come as SQLAlchemy's.
+    The session's transaction is begun first; with `commit`, it is committed after `work` in
+    the same hand-off (flush the session before, and call `session.commit()` after, which then
+    has nothing left to do). Returns (False, None) if the session is not on aiosqlite; the caller
+    then goes through SQLAlchemy. SQLite's errors come as SQLAlchemy's.
     """
     pooled = await _pooled(session, "sqlite")
     driver = pooled.driver_connection if pooled is not None else None
-    if driver is None or not hasattr(driver, "_execute"):
+    if pooled is None or driver is None or not hasattr(driver, "_execute"):
         return False, None
-    return True, await _in_thread(driver, work)
+    begin = bool(pooled.info.pop(BEGIN_PENDING, False))
+    try:
+        done = await _in_thread(driver, functools.partial(_framed, begin, work, commit))
+    except BaseException:
+        if begin and not in_transaction(driver):
+            pooled.info[BEGIN_PENDING] = True  # BEGIN itself failed: it is still to run
+        raise
+    if commit:
+        # Should anything still run before the session's commit, it runs in a transaction.
+        pooled.info[BEGIN_PENDING] = True
+    return True, done
+
+
+def _framed(
+    begin: bool, work: Callable[[sqlite3.Connection], _T], commit: bool, db: sqlite3.Connection
+) -> _T:
+    """In aiosqlite's thread: `work`, after BEGIN IMMEDIATE and before COMMIT as asked."""
+    if begin:
+        _begin_immediate(db)
+    done = work(db)
+    if commit:
+        db.execute("COMMIT").close()
+    return done
+
+
+def in_transaction(driver: Any) -> bool:
+    """Tell whether an aiosqlite connection is inside a transaction (if unsure, yes).
+
+    Read off the connection without a hand-off: SQLite keeps it as a flag.
+    """
+    try:
+        return bool(driver.in_transaction)
+    except Exception:  # closed, or not aiosqlite: let the driver's own call decide
+        return True
 
 
 async def _in_thread(driver: Any, work: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -102,8 +143,7 @@ async def commit(session: AsyncSession) -> None:
         # As the adapter's own commit does: the transaction is done whether COMMIT succeeds.
         await discard(transaction.commit)
         return
-    # Elsewhere through the session: on SQLite a commit of the driver's own would leave
-    # SQLAlchemy a transaction to roll back on closing, one more hand-off to aiosqlite's thread.
+    # Elsewhere through the session, which keeps its own account of the transaction.
     await session.commit()
 
 

@@ -17,7 +17,15 @@ from bot.telegram.convert import UnreadableUpdateError, read_update
 from storage import accounts, conversations, inbox, transactions
 from storage.clock import ManualClock
 from storage.engine import SessionFactory, is_connection_error
-from storage.models import ChannelAccount, Conversation, InboundUpdate, MemberStatus, Role
+from storage.models import (
+    ChannelAccount,
+    Conversation,
+    InboundUpdate,
+    MemberStatus,
+    OutboxMessage,
+    Role,
+)
+from storage.outbox import ReplyJournal
 from tests.factories import TgUser, callback_update, message_update, photo_update
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,6 +172,85 @@ async def test_sqlite_busy_on_the_fast_path_counts_as_the_database_unavailable(
             await transactions.on_sqlite(session, locked)
     # So a message meeting it is retried once the database answers, not apologised for.
     assert is_connection_error(raised.value)
+
+
+def _write_lock_free(database: str) -> bool:
+    """Tell whether another connection could begin writing to the SQLite file at once."""
+    other = sqlite3.connect(database, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_sqlite_transaction_holds_the_write_lock_from_its_first_statement(
+    database_url: str, sessions: SessionFactory, clock: ManualClock, org: dict[str, int]
+) -> None:
+    # Its BEGIN IMMEDIATE runs with its first statement, whichever way that statement goes:
+    # a writer then queues for the lock up front, it never fails half-way through.
+    database = database_url.removeprefix("sqlite+aiosqlite:///")
+    async with sessions() as session, session.begin():
+        assert _write_lock_free(database)  # begun, nothing run yet: nothing held
+        await session.scalar(select(func.count()).select_from(ChannelAccount))
+        assert not _write_lock_free(database)
+    assert _write_lock_free(database)
+    args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": clock.now()}
+    async with sessions() as session, session.begin():
+        loaded = await accounts.take_and_load(session, update_key="1", display_name="Lan", **args)
+        assert loaded is not None
+        assert not _write_lock_free(database)
+    assert _write_lock_free(database)
+
+
+async def test_a_message_rolled_back_leaves_nothing_of_either_path(
+    sessions: SessionFactory, clock: ManualClock, org: dict[str, int]
+) -> None:
+    now = clock.now()
+    args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": now}
+    async with sessions() as session:
+        # The claim on the driver, the step through the ORM; then the handler fails.
+        loaded = await accounts.take_and_load(session, update_key="1", display_name="", **args)
+        assert loaded is not None
+        conversations.enter(loaded[1], "demo", "first", {}, now)
+        await session.flush()
+        await session.rollback()
+    assert await _rows(sessions) == {}
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Conversation)) == 0
+
+
+async def test_answers_are_committed_with_the_step_that_produced_them(
+    sessions: SessionFactory, clock: ManualClock, org: dict[str, int]
+) -> None:
+    now = clock.now()
+    args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": now}
+    journal = ReplyJournal(sessions, clock)
+    async with sessions() as session:
+        loaded = await accounts.take_and_load(session, update_key="1", display_name="", **args)
+        assert loaded is not None
+        account, conversation, _member = loaded
+        conversations.enter(conversation, "demo", "second", {"n": 2}, now)  # not flushed yet
+        answers = [{"text": "Một"}, {"text": "Hai 🌸"}]
+        ids = await journal.write_and_commit(
+            session, account_id=account.id, channel="telegram", payloads=answers, now=now
+        )
+    assert len(ids) == 2
+    async with sessions() as session:
+        saved = await session.get(Conversation, account.id)
+        assert saved is not None
+        assert (saved.flow, saved.step, saved.data) == ("demo", "second", {"n": 2})
+        journaled = await session.scalars(
+            select(OutboxMessage.payload)
+            .where(OutboxMessage.id.in_(ids))
+            .order_by(OutboxMessage.id)
+        )
+        assert journaled.all() == answers
+    assert await _rows(sessions) == {("telegram", "1"): True}
 
 
 # Row locks exist on PostgreSQL only; on SQLite a writer holds the whole database.
