@@ -58,7 +58,7 @@ async def _handle_messages(database_url: str, warmup: int, messages: int) -> tup
     runtime = BotRuntime(_settings("http://127.0.0.1:9", database_url))
     dispatcher = runtime.dispatcher
     journal = dispatcher.journal_replies("telegram")
-    writer = InboxWriter(runtime.sessions, runtime.clock)
+    writer = InboxWriter(runtime.sessions, runtime.clock, turns=dispatcher.turns)
     users = _user_ids(USERS)
     first = time.time_ns() // 1000  # update ids unique across runs on one database
     slots = asyncio.Semaphore(IN_FLIGHT)

@@ -139,7 +139,7 @@ class Dispatcher:
         services: Services,
         routes: Routes,
         *,
-        max_transactions: int = 16,
+        turns: transactions.WriteTurns | None = None,
         flood_rate: float = 1.0,
         flood_burst: int = 8,
         flood_notice_every: timedelta = timedelta(minutes=1),
@@ -152,8 +152,8 @@ class Dispatcher:
         self._flood = _FloodGuard(flood_rate, flood_burst, flood_notice_every)
         # Messages in their transaction at once. More would not go faster (a transaction is a
         # few round trips on a busy core) but would outgrow the connection pool, whose
-        # overflow connections are opened and closed again for each use.
-        self._transactions = asyncio.Semaphore(max_transactions)
+        # overflow connections are opened and closed again for each use. On SQLite, one.
+        self.turns = turns or transactions.WriteTurns(one_writer=False)
         self._journal: ReplyJournal | None = None
 
     def journal_replies(self, channel: str) -> ReplyJournal:
@@ -163,7 +163,9 @@ class Dispatcher:
         finish (or hand over) those rows: answers then survive the process dying before sending.
         """
         if self._journal is None:
-            self._journal = ReplyJournal(self._services.sessions, self._services.clock)
+            self._journal = ReplyJournal(
+                self._services.sessions, self._services.clock, turns=self.turns
+            )
         self._journal.channels.add(channel)
         return self._journal
 
@@ -216,7 +218,7 @@ class Dispatcher:
         return replace(incoming, text=text, display_name=name)
 
     async def _handle(self, incoming: Incoming) -> Outcome:
-        async with self._transactions:
+        async with self.turns.message():
             try:
                 return await self._handle_once(incoming, wait=False)
             except accounts.AccountBusyError:

@@ -21,7 +21,7 @@ from storage.base import UTCDateTime
 from storage.clock import Clock
 from storage.engine import SessionFactory
 from storage.models import InboundUpdate
-from storage.transactions import asyncpg_begun, commit, on_sqlite, sqlite_time
+from storage.transactions import WriteTurns, asyncpg_begun, commit, on_sqlite, sqlite_time
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +155,17 @@ class InboxWriter:
     previous one.
     """
 
-    def __init__(self, sessions: SessionFactory, clock: Clock, *, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        clock: Clock,
+        *,
+        max_batch: int = 500,
+        turns: WriteTurns | None = None,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._turns = turns or WriteTurns(one_writer=False)
         self._max_batch = max_batch
         self._waiting: list[_Waiting] = []
         self._writer: asyncio.Task[None] | None = None
@@ -197,7 +205,7 @@ class InboxWriter:
             by_channel.setdefault(first.channel, []).append((first.update_key, first.payload))
         try:
             new: set[tuple[str, str]] = set()
-            async with self._sessions() as session:
+            async with self._turns.writer(), self._sessions() as session:
                 now = self._clock.now()
                 for channel, updates in by_channel.items():
                     keys = await store_many(session, channel=channel, updates=updates, now=now)

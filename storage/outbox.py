@@ -22,7 +22,7 @@ from storage import accounts
 from storage.clock import Clock
 from storage.engine import SessionFactory
 from storage.models import Broadcast, ChannelAccount, OutboxMessage, OutboxStatus
-from storage.transactions import asyncpg_begun, commit, on_sqlite, sqlite_time
+from storage.transactions import WriteTurns, asyncpg_begun, commit, on_sqlite, sqlite_time
 
 log = logging.getLogger(__name__)
 
@@ -390,9 +390,11 @@ class ReplyJournal:
         *,
         lease: timedelta = timedelta(seconds=10),
         max_batch: int = 1000,
+        turns: WriteTurns | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._turns = turns or WriteTurns(one_writer=False)
         self.lease = lease
         self._max_batch = max_batch
         self.worker = f"{socket.gethostname()[:20]}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -526,7 +528,11 @@ class ReplyJournal:
                 del self._finishing[: self._max_batch]
                 ids = [i for chunk, _ in batch for i in chunk]
                 try:
-                    async with self._sessions() as session, session.begin():
+                    async with (
+                        self._turns.writer(),
+                        self._sessions() as session,
+                        session.begin(),
+                    ):
                         driver = await asyncpg_begun(session)
                         if driver is not None:
                             await driver.execute(_PG_FINISH, ids)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.telegram.convert import UnreadableUpdateError, read_update
 from storage import accounts, conversations, inbox, transactions
@@ -52,6 +52,33 @@ async def test_updates_arriving_together_share_a_commit_and_duplicates_are_found
     stored = await _rows(sessions)
     assert len(stored) == 41
     assert not any(stored.values())
+
+
+async def test_on_sqlite_the_inbox_waits_its_turn_behind_a_message_not_in_sqlite(
+    database_url: str, sessions: SessionFactory, clock: ManualClock
+) -> None:
+    # SQLite writes one transaction at a time: the inbox writer waits for a message's
+    # transaction on the bot's own turns rather than polling in SQLite's busy handler.
+    # PostgreSQL has no such limit, and its inbox writer does not wait.
+    on_sqlite = database_url.startswith("sqlite")
+    turns = transactions.WriteTurns(one_writer=on_sqlite)
+    opened: list[AsyncSession] = []
+
+    def session_opened() -> AsyncSession:
+        opened.append(sessions())
+        return opened[-1]
+
+    writer = inbox.InboxWriter(session_opened, clock, turns=turns)  # type: ignore[arg-type]
+    async with turns.message():
+        stored = asyncio.create_task(writer.store("telegram", "1", {"update_id": 1}))
+        if on_sqlite:
+            for _ in range(5):
+                await asyncio.sleep(0)  # as far as it gets without I/O: up to its session
+            assert not opened
+        else:
+            assert await asyncio.wait_for(stored, 10) is True
+    assert await asyncio.wait_for(stored, 10) is True
+    assert await _rows(sessions) == {("telegram", "1"): False}
 
 
 async def test_a_failed_commit_fails_every_update_in_it(clock: ManualClock) -> None:

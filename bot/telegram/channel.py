@@ -91,7 +91,7 @@ class TelegramChannel:
         self._texts = texts
         self._on_queued = on_queued
         self._observers: list[Callable[[str], None]] = []
-        self._inbox = inbox.InboxWriter(sessions, clock)
+        self._inbox = inbox.InboxWriter(sessions, clock, turns=dispatcher.turns)
         # Answers are journaled in the transaction that handles their update: a process killed
         # before sending them leaves them to the delivery engine, not lost.
         self._journal: ReplyJournal | None = dispatcher.journal_replies(CHANNEL)
