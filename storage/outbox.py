@@ -424,7 +424,8 @@ class ReplyJournal:
             await commit(session)
             return ids
         dialect = session.get_bind().dialect
-        if dialect.name == "sqlite":
+        # (Inside a savepoint, the COMMIT would not be the session's to send.)
+        if dialect.name == "sqlite" and not session.in_nested_transaction():
             bound = sqlite_time(dialect)
             times = (bound(until), bound(now))
             rows = [

@@ -65,11 +65,19 @@ async def on_sqlite(
     if pooled is None or driver is None or not hasattr(driver, "_execute"):
         return False, None
     begin = bool(pooled.info.pop(BEGIN_PENDING, False))
+    begun: list[bool] = []  # set in the thread once BEGIN IMMEDIATE has run
     try:
-        done = await _in_thread(driver, functools.partial(_framed, begin, work, commit))
+        done = await _in_thread(driver, functools.partial(_framed, begin, begun, work, commit))
+    except Exception:
+        # Raised in the thread: the work is over, and its transaction open unless BEGIN failed.
+        if begin and not begun:
+            pooled.info[BEGIN_PENDING] = True  # still to run
+        raise
     except BaseException:
-        if begin and not in_transaction(driver):
-            pooled.info[BEGIN_PENDING] = True  # BEGIN itself failed: it is still to run
+        # Cancelled: aiosqlite still runs what it was handed, so what the connection holds is
+        # not known here. It is discarded, as SQLAlchemy discards a connection whose statement
+        # was cancelled; SQLite rolls back what it holds as it closes.
+        pooled.invalidate()
         raise
     if commit:
         # Should anything still run before the session's commit, it runs in a transaction.
@@ -78,11 +86,16 @@ async def on_sqlite(
 
 
 def _framed(
-    begin: bool, work: Callable[[sqlite3.Connection], _T], commit: bool, db: sqlite3.Connection
+    begin: bool,
+    begun: list[bool],
+    work: Callable[[sqlite3.Connection], _T],
+    commit: bool,
+    db: sqlite3.Connection,
 ) -> _T:
     """In aiosqlite's thread: `work`, after BEGIN IMMEDIATE and before COMMIT as asked."""
     if begin:
         _begin_immediate(db)
+        begun.append(True)
     done = work(db)
     if commit:
         db.execute("COMMIT").close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -232,6 +233,42 @@ async def test_a_sqlite_transaction_holds_the_write_lock_from_its_first_statemen
         assert loaded is not None
         assert not _write_lock_free(database)
     assert _write_lock_free(database)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_message_cancelled_while_it_waits_for_the_database_leaves_nothing_held(
+    database_url: str, sessions: SessionFactory, clock: ManualClock, org: dict[str, int]
+) -> None:
+    # Another process writes; a message waits for it in SQLite's busy handler and is cancelled
+    # (the bot stopping). aiosqlite still runs what it was handed once the other is done: that
+    # must not leave a transaction open on a pooled connection, holding the database.
+    database = database_url.removeprefix("sqlite+aiosqlite:///")
+    other = sqlite3.connect(database)
+    other.execute("BEGIN IMMEDIATE")
+    args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": clock.now()}
+    async with sessions() as session:
+        waiting = asyncio.create_task(
+            accounts.take_and_load(session, update_key="1", display_name="Lan", **args)
+        )
+        # Nothing tells from outside when its claim has reached SQLite's busy handler: the
+        # connection is opened and the claim handed over within this, on any machine we run.
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    workers = [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+    other.rollback()
+    other.close()
+    deadline = asyncio.get_running_loop().time() + 10
+    # The handed-off claim runs, then is undone as its connection, discarded, closes.
+    while not _write_lock_free(database) or all(worker.is_alive() for worker in workers):
+        assert asyncio.get_running_loop().time() < deadline, "the database stayed locked"
+        await asyncio.sleep(0.05)
+    async with sessions() as session, session.begin():
+        loaded = await accounts.take_and_load(session, update_key="2", display_name="Lan", **args)
+        assert loaded is not None
+    assert await _rows(sessions) == {("telegram", "2"): True}
 
 
 async def test_a_message_rolled_back_leaves_nothing_of_either_path(
