@@ -319,7 +319,9 @@ async def _pin_postgres(database: str, cpus: set[int]) -> None:
     # once it has started).
     settled: set[str] = set()
     while True:
-        for entry in os.listdir("/proc"):
+        entries = os.listdir("/proc")
+        settled.intersection_update(entries)  # a process gone: its id may come back as a backend
+        for entry in entries:
             if not entry.isdigit() or entry in settled:
                 continue
             if _process_seconds(entry)[0] != "postgres":
