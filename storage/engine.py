@@ -22,7 +22,12 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_
 
-from storage.transactions import BEGIN_PENDING, begin_immediate, in_transaction
+from storage.transactions import (
+    BEGIN_PENDING,
+    begin_immediate,
+    in_transaction,
+    roll_back_before_close,
+)
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
@@ -227,6 +232,13 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             else:
                 await_(begun)
+
+    @event.listens_for(engine.sync_engine.pool, "close")
+    def _before_close(dbapi_connection: Any, _record: Any) -> None:
+        # A connection discarded with a statement unfinished (its task cancelled between the
+        # statement and its fetch) would not end its transaction on closing: SQLite keeps it,
+        # and the write lock with it, until that statement is garbage-collected.
+        roll_back_before_close(engine.sync_engine.dialect.get_driver_connection(dbapi_connection))
 
     _end_only_open_transactions(engine)
 

@@ -113,6 +113,24 @@ def in_transaction(driver: Any) -> bool:
         return True
 
 
+def roll_back_before_close(driver: Any) -> None:
+    """Queue, in aiosqlite's thread, a rollback of any open transaction ahead of a close.
+
+    Without waiting for it: it runs after what is queued already, before the close that comes
+    next, even where nothing may wait (a connection collected as garbage is closed too).
+    """
+    queue = getattr(driver, "_tx", None)
+    if queue is None:
+        return
+
+    def roll_back() -> None:
+        connection = getattr(driver, "_connection", None)
+        if connection is not None and connection.in_transaction:
+            connection.rollback()
+
+    queue.put_nowait((None, roll_back))  # no future: nobody waits for it
+
+
 async def _in_thread(driver: Any, work: Callable[[sqlite3.Connection], _T]) -> _T:
     try:
         return await driver._execute(work, driver._conn)  # type: ignore[no-any-return]

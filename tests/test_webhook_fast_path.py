@@ -271,6 +271,28 @@ async def test_a_message_cancelled_while_it_waits_for_the_database_leaves_nothin
     assert await _rows(sessions) == {("telegram", "2"): True}
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_connection_discarded_mid_statement_does_not_keep_the_database_locked(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    # A task cancelled between a statement and its fetch leaves the statement unfinished, and
+    # SQLAlchemy discards the connection. SQLite does not end a transaction whose statement is
+    # unfinished when its connection closes: it kept the write lock until the garbage
+    # collector came by, and every writer waited (up to the 30 s busy timeout).
+    database = database_url.removeprefix("sqlite+aiosqlite:///")
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.execute("BEGIN IMMEDIATE")
+        await driver.execute("INSERT INTO app_state (key, value) VALUES ('a', '1'), ('b', '2')")
+        unfinished = await driver.execute("SELECT key FROM app_state")
+        assert await unfinished.fetchone() is not None
+        await connection.invalidate()
+        assert _write_lock_free(database)
+    del unfinished
+
+
 async def test_a_message_rolled_back_leaves_nothing_of_either_path(
     sessions: SessionFactory, clock: ManualClock, org: dict[str, int]
 ) -> None:
