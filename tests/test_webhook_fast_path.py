@@ -6,8 +6,9 @@ import asyncio
 import sqlite3
 import sys
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -30,6 +31,11 @@ from storage.outbox import ReplyJournal
 from tests.factories import TgUser, callback_update, message_update, photo_update
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _from_lan(now: datetime) -> dict[str, Any]:
+    """What a message from Lan (Telegram 1001) tells `take_and_load`, beside its key and name."""
+    return {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": now}
 
 
 async def _rows(sessions: SessionFactory) -> dict[tuple[str, str], bool]:
@@ -98,7 +104,7 @@ async def test_the_claim_and_the_sender_come_as_the_orm_would_give_them(
     sessions: SessionFactory, clock: ManualClock, org: dict[str, int]
 ) -> None:
     now = clock.now()
-    args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": now}
+    args = _from_lan(now)
 
     async with sessions() as session, session.begin():
         loaded = await accounts.take_and_load(session, update_key="1", display_name="Lan", **args)
@@ -227,7 +233,7 @@ async def test_a_sqlite_transaction_holds_the_write_lock_from_its_first_statemen
         await session.scalar(select(func.count()).select_from(ChannelAccount))
         assert not _write_lock_free(database)
     assert _write_lock_free(database)
-    args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": clock.now()}
+    args = _from_lan(clock.now())
     async with sessions() as session, session.begin():
         loaded = await accounts.take_and_load(session, update_key="1", display_name="Lan", **args)
         assert loaded is not None
@@ -245,7 +251,7 @@ async def test_a_message_cancelled_while_it_waits_for_the_database_leaves_nothin
     database = database_url.removeprefix("sqlite+aiosqlite:///")
     other = sqlite3.connect(database)
     other.execute("BEGIN IMMEDIATE")
-    args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": clock.now()}
+    args = _from_lan(clock.now())
     async with sessions() as session:
         waiting = asyncio.create_task(
             accounts.take_and_load(session, update_key="1", display_name="Lan", **args)
@@ -297,7 +303,7 @@ async def test_a_message_rolled_back_leaves_nothing_of_either_path(
     sessions: SessionFactory, clock: ManualClock, org: dict[str, int]
 ) -> None:
     now = clock.now()
-    args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": now}
+    args = _from_lan(now)
     async with sessions() as session:
         # The claim on the driver, the step through the ORM; then the handler fails.
         loaded = await accounts.take_and_load(session, update_key="1", display_name="", **args)
@@ -314,7 +320,7 @@ async def test_answers_are_committed_with_the_step_that_produced_them(
     sessions: SessionFactory, clock: ManualClock, org: dict[str, int]
 ) -> None:
     now = clock.now()
-    args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": now}
+    args = _from_lan(now)
     journal = ReplyJournal(sessions, clock)
     async with sessions() as session:
         loaded = await accounts.take_and_load(session, update_key="1", display_name="", **args)
@@ -345,7 +351,7 @@ async def test_a_locked_account_is_waited_for_and_read_after_the_lock(
     engine: AsyncEngine, sessions: SessionFactory, clock: ManualClock, org: dict[str, int]
 ) -> None:
     now = clock.now()
-    args = {"channel": "telegram", "external_id": "1001", "chat_id": "1001", "now": now}
+    args = _from_lan(now)
     args["display_name"] = "Nguyễn Thị Lan"
     holder = sessions()
     async with holder.begin():
