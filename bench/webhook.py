@@ -5,7 +5,8 @@ How it runs (`python -m bench.webhook`, `--quick` for a short smoke run):
 * This process is the load generator. It also hosts the fake Bot API
   (`tests.fakes.telegram_api.FakeTelegramAPI`), is pinned to the CPUs other than the first and
   runs on uvloop where installed, as the bot does: on two cores it shares its core with the
-  database, and every CPU-second it spends is one PostgreSQL does not get.
+  database, and every CPU-second it spends is one PostgreSQL does not get. So it posts the
+  webhooks and serves the fake's answers over the lean HTTP of `bench.wire`, not aiohttp.
 * The bot under test runs in a child process (`python -m bench.webhook --serve bot`, pinned to
   CPU 0): a full `BotRuntime` in webhook mode talking to the fake API. The database URL reaches
   it through the environment, the bot token is the fake one below.
@@ -57,12 +58,14 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import parse_qsl
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 from sqlalchemy.engine import URL, make_url
 
+from bench.wire import ApiServer, WebhookClient
 from bot import serving
 from bot.settings import Settings, load_settings
 from bot.web import TELEGRAM_SECRET_HEADER, TELEGRAM_WEBHOOK_PATH
@@ -347,33 +350,54 @@ def _cpu_mark(pid: int, database: str | None) -> _CpuMark:
 
 
 class RecordingAPI:
-    """The fake Bot API, calling back with the arrival time of every sendMessage."""
+    """The fake Bot API, calling back with the arrival time of every sendMessage.
+
+    The fake's answers, served by the lean server of `bench.wire` rather than aiohttp's: the
+    load generator shares its core with PostgreSQL (see `bench.wire`).
+    """
 
     def __init__(self) -> None:
         from tests.fakes.telegram_api import FakeTelegramAPI
 
-        self.api = FakeTelegramAPI(TOKEN)
+        # Bench mode: the fake keeps counts, not every message and call.
+        self.api = FakeTelegramAPI(TOKEN, bench=True)
+        self.server = ApiServer(self._answer)
         self.on_message: Callable[[int, str, float], None] = lambda _chat, _text, _at: None
         original = self.api._api_sendmessage
 
         async def send_message(params: dict[str, Any]) -> Any:
             result = await original(params)
             self.on_message(int(params["chat_id"]), str(params.get("text")), time.perf_counter())
-            self.api.sent.clear()  # keep memory flat over long runs
-            self.api.calls.clear()
             return result
 
         self.api._api_sendmessage = send_message  # type: ignore[method-assign]
 
+    async def _answer(self, token: str, method: str, body: bytes, form: bool) -> tuple[int, bytes]:
+        """Answer a call as the fake's own aiohttp route does."""
+        from tests.fakes.telegram_api import form_params
+
+        if token != self.api.token:
+            return 401, b'{"ok":false,"error_code":401,"description":"Unauthorized"}'
+        if form:
+            params = form_params(parse_qsl(body.decode(), keep_blank_values=True))
+        else:
+            decoded = json.loads(body) if body else {}
+            params = dict(decoded) if isinstance(decoded, dict) else {}
+        result = await self.api.answer(method, params)
+        if isinstance(result, web.Response):
+            assert isinstance(result.body, bytes)
+            return result.status, result.body
+        return 200, json.dumps({"ok": True, "result": result}).encode()
+
     async def start(self) -> None:
-        await self.api.start()
+        await self.server.start()
 
     async def stop(self) -> None:
-        await self.api.stop()
+        await self.server.stop()
 
     @property
     def base_url(self) -> str:
-        return self.api.base_url
+        return f"http://127.0.0.1:{self.server.port}"
 
 
 async def _load(
@@ -407,14 +431,13 @@ async def _load(
             future.set_result(at)
 
     api.on_message = on_message
-    url = f"http://127.0.0.1:{port}{TELEGRAM_WEBHOOK_PATH}"
     headers = {TELEGRAM_SECRET_HEADER: SECRET, "Content-Type": "application/json"}
     numbers = iter(range(params.updates))
     deadline = time.perf_counter() + params.run_timeout
     gate = asyncio.Semaphore(params.concurrency)
     update_ids = itertools.count(1_000_000)
 
-    async def user(http: aiohttp.ClientSession, tg: TgUser) -> None:
+    async def user(http: WebhookClient, tg: TgUser) -> None:
         nonlocal stopped
         while next(numbers, None) is not None:
             if time.perf_counter() > deadline:
@@ -426,12 +449,11 @@ async def _load(
                 waiting[tg.id] = future
                 sent = time.perf_counter()
                 try:
-                    async with http.post(url, data=body, headers=headers) as response:
-                        status = response.status
+                    status = await http.post(body)
                     if status != 200:
                         raise RuntimeError(f"webhook answered {status}")
                     arrived = await asyncio.wait_for(future, params.reply_timeout)
-                except (TimeoutError, RuntimeError, aiohttp.ClientError):
+                except (TimeoutError, RuntimeError, OSError):
                     waiting.pop(tg.id, None)
                     result.errors += 1
                     continue
@@ -445,11 +467,11 @@ async def _load(
         if database is not None and postgres_cpus is not None
         else None
     )
-    connector = aiohttp.TCPConnector(limit=params.concurrency)
+    http = WebhookClient("127.0.0.1", port, TELEGRAM_WEBHOOK_PATH, headers)
     try:
-        async with aiohttp.ClientSession(connector=connector) as http:
-            await asyncio.gather(*(user(http, tg) for tg in users))
+        await asyncio.gather(*(user(http, tg) for tg in users))
     finally:
+        http.close()
         if pinning is not None:
             pinning.cancel()
     end = _cpu_mark(pid, database)

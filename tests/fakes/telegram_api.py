@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,9 +238,17 @@ class FakeTelegramAPI:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
-        method = request.match_info["method"]
-        client = request.match_info.get("client", "")
-        params = await _params(request)
+        result = await self.answer(
+            request.match_info["method"],
+            await _params(request),
+            client=request.match_info.get("client", ""),
+        )
+        if isinstance(result, web.Response):
+            return result
+        return web.json_response({"ok": True, "result": result})
+
+    async def answer(self, method: str, params: dict[str, Any], *, client: str = "") -> Any:
+        """Answer one call: its result, or the error response (any HTTP server may carry it)."""
         self.method_counts[method] += 1
         if not self.bench:
             self.calls.append((method, params))
@@ -267,9 +275,7 @@ class FakeTelegramAPI:
         if sending and not isinstance(result, web.Response):
             self._count(params, client)
         await self._lag()
-        if isinstance(result, web.Response):
-            return result
-        return web.json_response({"ok": True, "result": result})
+        return result
 
     async def _lag(self) -> None:
         if self.limits is not None and self.limits.latency > 0:
@@ -451,9 +457,13 @@ async def _params(request: web.Request) -> dict[str, Any]:
     if request.content_type == "application/json":
         body = await request.json()
         return dict(body) if isinstance(body, dict) else {}
-    form = await request.post()
+    return form_params((await request.post()).items())
+
+
+def form_params(fields: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Read a form's fields as the Bot API does: objects and lists travel as JSON text."""
     params: dict[str, Any] = {}
-    for key, value in form.items():
+    for key, value in fields:
         if isinstance(value, str) and value[:1] in "[{":
             try:
                 params[key] = json.loads(value)
