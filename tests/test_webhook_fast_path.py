@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -208,6 +208,20 @@ async def test_sqlite_busy_on_the_fast_path_counts_as_the_database_unavailable(
     assert is_connection_error(raised.value)
 
 
+async def _until_a_thread_runs(function: Any, task: asyncio.Task[Any]) -> None:
+    """Wait until another thread is inside `function`, while `task` has not finished."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        assert not task.done(), f"it finished without reaching {function.__name__}"
+        for frame in sys._current_frames().values():
+            while frame is not None:
+                if frame.f_code is function.__code__:
+                    return
+                frame = frame.f_back  # type: ignore[assignment]
+        assert asyncio.get_running_loop().time() < deadline, f"{function.__name__} never ran"
+        await asyncio.sleep(0.01)
+
+
 def _write_lock_free(database: str) -> bool:
     """Tell whether another connection could begin writing to the SQLite file at once."""
     other = sqlite3.connect(database, timeout=0)
@@ -256,10 +270,8 @@ async def test_a_message_cancelled_while_it_waits_for_the_database_leaves_nothin
         waiting = asyncio.create_task(
             accounts.take_and_load(session, update_key="1", display_name="Lan", **args)
         )
-        # Nothing tells from outside when its claim has reached SQLite's busy handler: the
-        # connection is opened and the claim handed over within this, on any machine we run.
-        await asyncio.sleep(0.5)
-        assert not waiting.done()
+        # Its BEGIN IMMEDIATE is running in aiosqlite's thread, in SQLite's busy handler.
+        await _until_a_thread_runs(transactions._begin_immediate, waiting)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
@@ -372,11 +384,26 @@ async def test_a_locked_account_is_waited_for_and_read_after_the_lock(
                 return loaded[1].step
 
         second = asyncio.create_task(waiting())
-        await asyncio.sleep(0.3)
-        assert not second.done()
+        await _until_a_statement_waits_for_a_lock(engine, second)
     await holder.close()
     # It sees the step the first message left, not the one before the lock.
     assert await asyncio.wait_for(second, 10) == "second"
+
+
+async def _until_a_statement_waits_for_a_lock(engine: AsyncEngine, task: asyncio.Task[Any]) -> None:
+    """Wait until a backend of this database waits for a lock, while `task` has not finished."""
+    deadline = asyncio.get_running_loop().time() + 10
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while True:
+        assert not task.done(), "it went ahead without waiting for the lock"
+        async with engine.connect() as connection:
+            if await connection.scalar(query):
+                return
+        assert asyncio.get_running_loop().time() < deadline, "nothing ever waited for the lock"
+        await asyncio.sleep(0.01)
 
 
 def test_updates_are_read_from_their_json() -> None:
