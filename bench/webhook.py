@@ -1033,7 +1033,9 @@ def _section(
             if options.repeat > 1
             else "Each configuration ran once."
         ),
-        f"- Layout: {pinned}. The fake Bot API runs in the load generator's process.",
+        f"- Layout: {pinned}. The fake Bot API runs in the load generator's process; both"
+        " speak HTTP through `bench.wire` (keep-alive connections, httptools' parser), not"
+        " aiohttp, to leave the second core to PostgreSQL.",
         f"- Bot: webhook mode, {_setup_line(results)}{_cap_note()}.",
         "- Latency: from sending the webhook POST to the fake API receiving the reply's "
         "sendMessage; measured at saturation, so it is mostly queueing. Throughput: replies per "
