@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Sequence
 
 from telegram import BotCommand, InputFile, Update
@@ -50,6 +51,10 @@ def build_application(
     read_timeout: float = 10.0,
 ) -> Application:  # type: ignore[type-arg]
     """Build the python-telegram-bot Application talking to `api_base_url`."""
+    # Time periods as timedelta, as python-telegram-bot will give them from its next major
+    # version (its documented opt-in). Until then it warns whenever a RetryAfter is made with
+    # a number of seconds; `_seconds` below reads either.
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
     builder = (
         Application.builder()
         .token(token)
