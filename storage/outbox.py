@@ -499,7 +499,7 @@ class ReplyJournal:
     ) -> None:
         """Hand failed answers to the delivery engine's retries, the first after `parts_done`."""
         self.let_go(ids)
-        async with self._sessions() as session, session.begin():
+        async with self._turns.writer(), self._sessions() as session, session.begin():
             for index, message_id in enumerate(ids):
                 await session.execute(
                     update(OutboxMessage)
@@ -562,7 +562,7 @@ class ReplyJournal:
                     break
                 try:
                     until = self._clock.now() + self.lease
-                    async with self._sessions() as session, session.begin():
+                    async with self._turns.writer(), self._sessions() as session, session.begin():
                         await renew(session, ids, worker=self.worker, until=until)
                 except Exception:
                     log.exception("could not renew the claims of journaled answers")

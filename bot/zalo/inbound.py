@@ -11,8 +11,10 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.channels import DeliveryError, RetryLaterError, UnreachableError
 from bot.delivery import settle_answers
@@ -118,7 +120,7 @@ class ZaloChannelBase(abc.ABC):
     async def store_and_queue(self, key: str, payload: dict[str, Any]) -> bool:
         """Store an event durably, then queue it; False if it had been received before."""
         try:
-            async with self._sessions() as session, session.begin():
+            async with self._writing() as session:
                 first = await inbox.store(
                     session,
                     channel=self.traits.name,
@@ -288,7 +290,7 @@ class ZaloChannelBase(abc.ABC):
         incoming = event.incoming
         now = self._clock.now()
         # In the sender's turn: their first text, handled meanwhile, also creates their account.
-        async with self._dispatcher.turn(incoming), self._sessions() as session, session.begin():
+        async with self._dispatcher.turn(incoming), self._writing() as session:
             if not await inbox.take(
                 session, channel=incoming.channel, update_key=incoming.update_key, now=now
             ):
@@ -305,7 +307,7 @@ class ZaloChannelBase(abc.ABC):
 
     async def _unfollowed(self, event: ZaloEvent) -> None:
         incoming = event.incoming
-        async with self._sessions() as session, session.begin():
+        async with self._writing() as session:
             if await inbox.take(
                 session,
                 channel=incoming.channel,
@@ -317,7 +319,7 @@ class ZaloChannelBase(abc.ABC):
                 )
 
     async def _set_aside(self, key: str, reason: str) -> None:
-        async with self._sessions() as session, session.begin():
+        async with self._writing() as session:
             await inbox.record_failure(
                 session,
                 channel=self.traits.name,
@@ -325,6 +327,16 @@ class ZaloChannelBase(abc.ABC):
                 error_ref=reason,
                 now=self._clock.now(),
             )
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """Open a session and its transaction in a writer's turn (one at a time on SQLite).
+
+        Without the turn, on SQLite, it would meet the messages' transactions in SQLite's busy
+        handler, which polls with sleeps of up to 100 ms.
+        """
+        async with self._dispatcher.turns.writer(), self._sessions() as session, session.begin():
+            yield session
 
     def _in_background(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
