@@ -23,6 +23,7 @@ from telegram.error import TelegramError
 from bot import logs, serving
 from bot.app import BotRuntime
 from bot.settings import Settings, SettingsError, load_settings
+from bot.telegram.channel import opt_in_to_timedelta_periods
 from handlers import reports, schedule_view
 from handlers.audit_log import action_label, actor_name
 from handlers.i18n import Catalogue
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command and return the process exit status."""
+    opt_in_to_timedelta_periods()
     args = build_parser().parse_args(argv)
     texts = Catalogue.load()
     try:

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.telegram.channel import opt_in_to_timedelta_periods
 from storage.base import Base
 from storage.clock import ManualClock
 from storage.engine import SessionFactory, create_engine, create_session_factory
@@ -27,6 +28,11 @@ BACKENDS = ["sqlite", "postgresql"]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Tests that start bot processes, kill them, fuzz or pace in real time.
 HEAVY_MARKERS = ("slow", "crash", "fault", "fuzz", "timing")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Run every test as `thidua` runs: python-telegram-bot's time periods as timedelta."""
+    opt_in_to_timedelta_periods()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -179,7 +179,6 @@ async def test_the_channel_pushes_attachments_after_the_text(bot: TelegramBot) -
     ]
 
 
-@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 async def test_python_telegram_bot_reads_the_fakes_429_as_retry_after() -> None:
     api = FakeTelegramAPI(TOKEN, limits=FakeLimits(per_second=30))
     await api.start()
@@ -191,7 +190,7 @@ async def test_python_telegram_bot_reads_the_fakes_429_as_retry_after() -> None:
                 await bot.send_message(21, "x")
     finally:
         await api.stop()
-    assert error.value.message == "Flood control exceeded. Retry in 1 seconds"
+    assert error.value.retry_after == timedelta(seconds=1)
     assert api.too_many_requests == 1
 
 

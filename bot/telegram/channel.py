@@ -41,6 +41,16 @@ _CALLBACK_NOTICE_LIMIT = 200
 _OUTAGE_TRIES = 20
 
 
+def opt_in_to_timedelta_periods() -> None:
+    """Have python-telegram-bot give time periods as timedelta, for this whole process.
+
+    Its documented opt-in to what its next major version does. Until then it warns whenever a
+    RetryAfter is made with a number of seconds, as every 429 makes it; `_seconds` below reads
+    either. It reads the variable at every use, so it is set once, as the process starts.
+    """
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
+
+
 def build_application(
     token: str,
     api_base_url: str,
@@ -51,10 +61,6 @@ def build_application(
     read_timeout: float = 10.0,
 ) -> Application:  # type: ignore[type-arg]
     """Build the python-telegram-bot Application talking to `api_base_url`."""
-    # Time periods as timedelta, as python-telegram-bot will give them from its next major
-    # version (its documented opt-in). Until then it warns whenever a RetryAfter is made with
-    # a number of seconds; `_seconds` below reads either.
-    os.environ.setdefault("PTB_TIMEDELTA", "true")
     builder = (
         Application.builder()
         .token(token)
