@@ -449,7 +449,7 @@ async def _load(
                 waiting[tg.id] = future
                 sent = time.perf_counter()
                 try:
-                    status = await http.post(body)
+                    status = await asyncio.wait_for(http.post(body), params.reply_timeout)
                     if status != 200:
                         raise RuntimeError(f"webhook answered {status}")
                     arrived = await asyncio.wait_for(future, params.reply_timeout)

@@ -395,7 +395,8 @@ async def _until_a_statement_waits_for_a_lock(engine: AsyncEngine, task: asyncio
     deadline = asyncio.get_running_loop().time() + 10
     query = text(
         "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND wait_event_type = 'Lock' AND cardinality(pg_blocking_pids(pid)) > 0"
     )
     while True:
         assert not task.done(), "it went ahead without waiting for the lock"
