@@ -202,10 +202,11 @@ class WriteTurns:
 
     SQLite lets one transaction write at a time, and each of these begins by writing. Left to
     SQLite, the others wait in its busy handler, which polls with sleeps of up to 100 ms: on the
-    webhook benchmark that cost a third of the throughput. So there a message's transaction,
-    the inbox writer's and the finished answers' take one turn at a time here, and wait for it
-    without polling. On PostgreSQL only messages' transactions are bounded (by what the
-    connection pool holds); the other two go freely.
+    webhook benchmark that cost a third of the throughput. So there a message's transaction
+    and the writers running beside messages (the inbox writer, the finished answers, Zalo's
+    stored events, failure records, the journal's retries and renewals) take one turn at a
+    time here, and wait for it without polling. On PostgreSQL only messages' transactions are
+    bounded (by what the connection pool holds); the writers go freely.
     """
 
     def __init__(self, *, one_writer: bool, messages: int = 16) -> None:
