@@ -1,7 +1,7 @@
 """Lean HTTP/1.1 for the load generator: its webhook client and the fake Bot API's server side.
 
 The load generator stands in for Telegram, whose servers do this work on other machines. It
-shares a core with PostgreSQL, so what it spends there is taken from the bot's database; so
+shares a core with PostgreSQL, and what it spends there is taken from the bot's database. So
 both ends speak HTTP with keep-alive connections, httptools' parser and no per-request objects
 beyond a future, instead of aiohttp's client and server.
 """
