@@ -814,6 +814,7 @@ async def _run_all(options: Options) -> int:
     )
     print(_header(), flush=True)
     runs: dict[str, list[Result]] = {}
+    shares: dict[str, list[float]] = {}  # each run against the echo run of its round
     for _round in range(options.repeat):
         measured: list[Result | None] = []
         if options.echo:
@@ -825,12 +826,16 @@ async def _run_all(options: Options) -> int:
         for result in measured:
             if result is not None:
                 runs.setdefault(result.name, []).append(result)
+        echo = measured[0] if options.echo else None
+        for result in measured:
+            if echo is not None and result is not None and result is not echo and echo.rate > 0:
+                shares.setdefault(result.name, []).append(result.rate / echo.rate)
     results = [_best(each) for each in runs.values()]
     if options.repeat > 1:
         print(f"best of {options.repeat} runs:")
         for result in results:
             print(_row(result))
-    verdicts = _verdicts(results)
+    verdicts = _verdicts(results) + _paired(shares)
     for line in verdicts:
         print(line)
     if options.write is not None:
@@ -934,6 +939,17 @@ def _verdicts(results: Sequence[Result]) -> list[str]:
             + "); the figures are lower than on a quiet machine."
         )
     return lines
+
+
+def _paired(shares: dict[str, list[float]]) -> list[str]:
+    """Report each run against the echo run of its round, less open to the machine's drift."""
+    return [
+        f"Each run against the echo run of its round (under a minute apart; the best runs above "
+        f"may be minutes apart), {name}: {', '.join(f'{share:.1%}' for share in each)}, "
+        f"median {statistics.median(each):.1%}."
+        for name, each in shares.items()
+        if len(each) > 1
+    ]
 
 
 def _setup_line(results: Sequence[Result]) -> str:
