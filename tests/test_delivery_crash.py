@@ -80,21 +80,30 @@ async def test_over_the_overall_rate_the_fake_answers_429_with_retry_after(
     assert limited_api.delivered == 5
 
 
-async def test_a_chat_gets_a_burst_of_three_then_one_a_second(
-    limited_api: FakeTelegramAPI,
-) -> None:
-    async with aiohttp.ClientSession() as http:
-        first = [
-            (await _post(http, limited_api, "sendMessage", chat_id=42, text="x"))[0]
-            for _ in range(4)
-        ]
-        other = await _post(http, limited_api, "sendMessage", chat_id=43, text="x")
-        await asyncio.sleep(1.05)
-        later = await _post(http, limited_api, "sendMessage", chat_id=42, text="x")
+async def test_a_chat_gets_a_burst_of_three_then_one_a_second() -> None:
+    seconds = [1000.0]
+    limited_api = FakeTelegramAPI(
+        TOKEN, limits=FakeLimits(per_second=5, paid_per_second=50), clock=lambda: seconds[0]
+    )
+    await limited_api.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            first = [
+                (await _post(http, limited_api, "sendMessage", chat_id=42, text="x"))[0]
+                for _ in range(4)
+            ]
+            other = await _post(http, limited_api, "sendMessage", chat_id=43, text="x")
+            seconds[0] += 0.9
+            early = await _post(http, limited_api, "sendMessage", chat_id=42, text="x")
+            seconds[0] += 0.1  # a second after the burst
+            later = await _post(http, limited_api, "sendMessage", chat_id=42, text="x")
+    finally:
+        await limited_api.stop()
     assert first == [200, 200, 200, 429]
+    assert early[0] == 429
     assert other[0] == 200
     assert later[0] == 200
-    assert limited_api.rejected_chat == 1
+    assert limited_api.rejected_chat == 2
     assert limited_api.deliveries == {42: 4, 43: 1}
     assert limited_api.duplicates == 3
 

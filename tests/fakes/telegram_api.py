@@ -123,10 +123,17 @@ class FakeTelegramAPI:
     """
 
     def __init__(
-        self, token: str, *, limits: FakeLimits | None = None, bench: bool = False
+        self,
+        token: str,
+        *,
+        limits: FakeLimits | None = None,
+        bench: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token = token
         self.limits = limits
+        # Seconds, for the limits' buckets and the delivery counts; a test may turn it by hand.
+        self.clock = clock
         # Bench mode keeps no list of messages or calls, only the counts below.
         self.bench = bench
         self.sent: list[SentMessage] = []
@@ -285,7 +292,7 @@ class FakeTelegramAPI:
         """Take a send within the limits, or return the whole seconds to retry after."""
         limits = self.limits
         assert limits is not None
-        now = time.monotonic()
+        now = self.clock()
         if self._free is None or self._paid is None:
             self._free = _Bucket(limits.per_second, limits.per_second * (1 + limits.slack), now)
             self._paid = _Bucket(
@@ -340,7 +347,7 @@ class FakeTelegramAPI:
         if _is_true(params.get("allow_paid_broadcast")):
             self.paid_delivered += 1
         self.delivered_by_client[client] += 1
-        now = time.monotonic()
+        now = self.clock()
         self.delivery_seconds[int(now)] += 1
         if self.first_delivery_at is None:
             self.first_delivery_at = now
