@@ -1,12 +1,18 @@
-"""Builders for database rows the tests start from."""
+"""Builders for what the tests start from: database rows, and the handlers' services."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.context import CoreConfig, Services
+from handlers.i18n import Catalogue
+from handlers.types import ChannelTraits
 from storage import invitations
+from storage.clock import Clock
 from storage.engine import SessionFactory
 from storage.members import new_member
 from storage.models import (
@@ -237,3 +243,22 @@ async def add_campaign(
     )
     await session.flush()
     return campaign
+
+
+class _NoLinks:
+    def links(self, code: str) -> list[str]:
+        return []
+
+
+def core_services(
+    sessions: SessionFactory, clock: Clock, channels: Mapping[str, ChannelTraits] | None = None
+) -> Services:
+    """Build the handlers' services as the composition root does, with no invite links."""
+    return Services(
+        sessions=sessions,
+        clock=clock,
+        texts=Catalogue.load(),
+        config=CoreConfig(timezone=ZoneInfo("Asia/Ho_Chi_Minh")),
+        channels=channels or {},
+        invite_links=_NoLinks(),
+    )

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import logging
 import re
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
-from handlers.context import Context, CoreConfig, Services
+from handlers.context import Context, Services
 from handlers.dispatcher import Dispatcher
-from handlers.i18n import Catalogue
 from handlers.routing import Command, Routes, build_routes
 from handlers.types import ChannelTraits, Incoming
 from storage.clock import ManualClock
 from storage.engine import SessionFactory
 from storage.models import InboundUpdate, Member
-from tests.builders import ninh_thuan_tree
+from tests.builders import core_services, ninh_thuan_tree
 
 TRAITS = {
     "buttons": ChannelTraits("buttons", buttons=True, text_limit=4096),
@@ -25,20 +23,8 @@ TRAITS = {
 }
 
 
-class _NoLinks:
-    def links(self, code: str) -> list[str]:
-        return []
-
-
 def _services(sessions: SessionFactory, clock: ManualClock) -> Services:
-    return Services(
-        sessions=sessions,
-        clock=clock,
-        texts=Catalogue.load(),
-        config=CoreConfig(timezone=ZoneInfo("Asia/Ho_Chi_Minh")),
-        channels=TRAITS,
-        invite_links=_NoLinks(),
-    )
+    return core_services(sessions, clock, TRAITS)
 
 
 def _message(text: str, key: str, channel: str = "plain", user: str = "u1") -> Incoming:

@@ -5,21 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.zalo.channel import ZaloChannel
-from handlers.context import CoreConfig, Services
 from handlers.dispatcher import Dispatcher
-from handlers.i18n import Catalogue
 from handlers.routing import build_routes
 from storage import transactions
 from storage.clock import ManualClock
 from storage.engine import SessionFactory
 from storage.models import InboundUpdate, OutboxMessage, OutboxStatus
 from storage.outbox import ReplyJournal
+from tests.builders import core_services
 
 
 class _Opened:
@@ -32,11 +30,6 @@ class _Opened:
     def __call__(self) -> AsyncSession:
         self.count += 1
         return self._sessions()
-
-
-class _NoLinks:
-    def links(self, code: str) -> list[str]:
-        return []
 
 
 async def _waits_its_turn(
@@ -65,14 +58,7 @@ async def test_a_zalo_event_is_stored_in_its_turn_behind_a_message(
     on_sqlite = database_url.startswith("sqlite")
     turns = transactions.WriteTurns(one_writer=on_sqlite)
     opened = _Opened(sessions)
-    services = Services(
-        sessions=opened,  # type: ignore[arg-type]
-        clock=clock,
-        texts=Catalogue.load(),
-        config=CoreConfig(timezone=ZoneInfo("Asia/Ho_Chi_Minh")),
-        channels={},
-        invite_links=_NoLinks(),
-    )
+    services = core_services(opened, clock)  # type: ignore[arg-type]
     dispatcher = Dispatcher(services, build_routes(), turns=turns)
     channel = ZaloChannel(
         None,  # type: ignore[arg-type]  # nothing is sent
