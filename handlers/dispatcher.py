@@ -378,7 +378,7 @@ class Dispatcher:
 
     async def _record_failure(self, incoming: Incoming, ref: str) -> None:
         try:
-            async with self.turns.writer(), self._services.sessions() as session, session.begin():
+            async with self.turns.writing(self._services.sessions) as session:
                 now = self._services.clock.now()
                 await inbox.store(
                     session,

@@ -499,7 +499,7 @@ class ReplyJournal:
     ) -> None:
         """Hand failed answers to the delivery engine's retries, the first after `parts_done`."""
         self.let_go(ids)
-        async with self._turns.writer(), self._sessions() as session, session.begin():
+        async with self._turns.writing(self._sessions) as session:
             for index, message_id in enumerate(ids):
                 await session.execute(
                     update(OutboxMessage)
@@ -529,11 +529,7 @@ class ReplyJournal:
                 del self._finishing[: self._max_batch]
                 ids = [i for chunk, _ in batch for i in chunk]
                 try:
-                    async with (
-                        self._turns.writer(),
-                        self._sessions() as session,
-                        session.begin(),
-                    ):
+                    async with self._turns.writing(self._sessions) as session:
                         driver = await asyncpg_begun(session)
                         if driver is not None:
                             await driver.execute(_PG_FINISH, ids)
@@ -562,7 +558,7 @@ class ReplyJournal:
                     break
                 try:
                     until = self._clock.now() + self.lease
-                    async with self._turns.writer(), self._sessions() as session, session.begin():
+                    async with self._turns.writing(self._sessions) as session:
                         await renew(session, ids, worker=self.worker, until=until)
                 except Exception:
                     log.exception("could not renew the claims of journaled answers")

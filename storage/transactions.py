@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -218,5 +218,11 @@ class WriteTurns:
         return self._messages
 
     def writer(self) -> AbstractAsyncContextManager[object]:
-        """Return a background writer's turn (the inbox, the finished answers)."""
+        """Return a background writer's turn, for a writer that opens its own session."""
         return self._shared if self._shared is not None else contextlib.nullcontext()
+
+    @contextlib.asynccontextmanager
+    async def writing(self, sessions: Callable[[], AsyncSession]) -> AsyncIterator[AsyncSession]:
+        """Open a session and its transaction in a writer's turn; committed on leaving."""
+        async with self.writer(), sessions() as session, session.begin():
+            yield session

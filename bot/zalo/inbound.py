@@ -11,10 +11,8 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.channels import DeliveryError, RetryLaterError, UnreachableError
 from bot.delivery import settle_answers
@@ -120,7 +118,7 @@ class ZaloChannelBase(abc.ABC):
     async def store_and_queue(self, key: str, payload: dict[str, Any]) -> bool:
         """Store an event durably, then queue it; False if it had been received before."""
         try:
-            async with self._writing() as session:
+            async with self._dispatcher.turns.writing(self._sessions) as session:
                 first = await inbox.store(
                     session,
                     channel=self.traits.name,
@@ -290,7 +288,10 @@ class ZaloChannelBase(abc.ABC):
         incoming = event.incoming
         now = self._clock.now()
         # In the sender's turn: their first text, handled meanwhile, also creates their account.
-        async with self._dispatcher.turn(incoming), self._writing() as session:
+        async with (
+            self._dispatcher.turn(incoming),
+            self._dispatcher.turns.writing(self._sessions) as session,
+        ):
             if not await inbox.take(
                 session, channel=incoming.channel, update_key=incoming.update_key, now=now
             ):
@@ -307,7 +308,7 @@ class ZaloChannelBase(abc.ABC):
 
     async def _unfollowed(self, event: ZaloEvent) -> None:
         incoming = event.incoming
-        async with self._writing() as session:
+        async with self._dispatcher.turns.writing(self._sessions) as session:
             if await inbox.take(
                 session,
                 channel=incoming.channel,
@@ -319,7 +320,7 @@ class ZaloChannelBase(abc.ABC):
                 )
 
     async def _set_aside(self, key: str, reason: str) -> None:
-        async with self._writing() as session:
+        async with self._dispatcher.turns.writing(self._sessions) as session:
             await inbox.record_failure(
                 session,
                 channel=self.traits.name,
@@ -327,16 +328,6 @@ class ZaloChannelBase(abc.ABC):
                 error_ref=reason,
                 now=self._clock.now(),
             )
-
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncSession]:
-        """Open a session and its transaction in a writer's turn (one at a time on SQLite).
-
-        Without the turn, on SQLite, it would meet the messages' transactions in SQLite's busy
-        handler, which polls with sleeps of up to 100 ms.
-        """
-        async with self._dispatcher.turns.writer(), self._sessions() as session, session.begin():
-            yield session
 
     def _in_background(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
