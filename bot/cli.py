@@ -645,8 +645,15 @@ async def _invite(settings: Settings, texts: Catalogue, args: argparse.Namespace
     default_uses = 1 if role == Role.OFFICER else settings.invite_default_uses
     uses = args.uses if args.uses is not None else default_uses
     days = args.days if args.days is not None else settings.invite_default_days
-    if uses < 1 or days < 1:
-        print(texts("cli.invite_bad_numbers"), file=sys.stderr)
+    if not (1 <= uses <= invitations.USES_MAX and 1 <= days <= invitations.DAYS_MAX):
+        print(
+            texts(
+                "cli.invite_bad_numbers",
+                uses_max=invitations.USES_MAX,
+                days_max=invitations.DAYS_MAX,
+            ),
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     runtime = BotRuntime(settings)
     try:
@@ -657,6 +664,9 @@ async def _invite(settings: Settings, texts: Catalogue, args: argparse.Namespace
             if unit is None:
                 print(texts("cli.unit_unknown", code=args.unit_code), file=sys.stderr)
                 return EXIT_FAILED
+            if not invitations.admits(role, unit):
+                print(texts("cli.invite_member_needs_grassroots", unit=unit.name), file=sys.stderr)
+                return EXIT_USAGE
             invitation = await invitations.create(
                 session, unit=unit, role=role, uses=uses, days=days, now=runtime.clock.now()
             )

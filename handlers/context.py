@@ -18,6 +18,13 @@ from storage.clock import Clock, QuietHours
 from storage.engine import SessionFactory
 from storage.models import ChannelAccount, Conversation, Member, MemberStatus
 
+# What someone who is not an active member is told about where they stand.
+_STANDING = {
+    MemberStatus.PENDING: "join.still_pending",
+    MemberStatus.REJECTED: "join.rejected_hint",
+    MemberStatus.LEFT: "join.left_hint",
+}
+
 CHOICE_PREFIX = "c"
 ACTION_PREFIX = "a"
 # Stands for the conversation's nonce until the handler is done and the final step is known.
@@ -81,6 +88,18 @@ class Context:
     def active_member(self) -> Member | None:
         member = self.member
         return member if member is not None and member.status == MemberStatus.ACTIVE else None
+
+    @property
+    def has_buttons(self) -> bool:
+        """Tell whether the user's messenger shows choices as buttons (else numbered lines)."""
+        traits = self.services.channels.get(self.incoming.channel)
+        return traits is not None and traits.buttons
+
+    def say_standing(self) -> None:
+        """Tell someone who is not an active member where they stand and what they can do."""
+        member = self.member
+        key = "hint.not_member" if member is None else _STANDING.get(member.status)
+        self.say(key or "hint.free_text")
 
     def reply(self, text: str, choices: Sequence[Choice] = ()) -> None:
         """Answer the user who wrote."""

@@ -333,8 +333,8 @@ class Dispatcher:
             return
         if flow is not None:  # a flow that no longer exists after an upgrade
             ctx.leave()
-        if ctx.member is None:
-            ctx.say("hint.not_member")
+        if ctx.active_member is None:
+            ctx.say_standing()
         else:
             ctx.say("hint.free_text")
 

@@ -9,8 +9,10 @@ from storage import units
 
 async def show(ctx: Context) -> None:
     """List the commands this user can use."""
-    if ctx.member is None:
+    if ctx.member is None or ctx.active_member is None:
         ctx.say("help.newcomer")
+        if ctx.member is not None:
+            ctx.say_standing()
         return
     ctx.say("help.member")
     if is_officer(ctx.member):

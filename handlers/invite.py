@@ -5,6 +5,7 @@ from __future__ import annotations
 from handlers.audit_log import note
 from handlers.context import Context
 from handlers.permissions import Action, refusal
+from handlers.types import Choice
 from storage import invitations, units
 from storage.models import Role, Unit
 from storage.text import clean_line
@@ -58,28 +59,27 @@ async def _choose_unit(ctx: Context, own: Unit) -> None:
         ctx.say(key or "permission.outside_subtree")
         return
     ctx.goto("role", unit_id=unit.id)
-    ctx.say(
-        "invite.ask_role",
-        unit=unit.name,
-        choices=[
-            ctx.choice(ctx.t("role.member"), Role.MEMBER.value),
-            ctx.choice(ctx.t("role.officer"), Role.OFFICER.value),
-        ],
-    )
+    ctx.say("invite.ask_role", unit=unit.name, choices=_role_choices(ctx, unit))
+
+
+def _role_choices(ctx: Context, unit: Unit | None) -> list[Choice]:
+    """Offer the roles a code to `unit` may give: members only in a CĐCS."""
+    return [
+        ctx.choice(ctx.t(f"role.{role.value}"), role.value)
+        for role in (Role.MEMBER, Role.OFFICER)
+        if unit is None or invitations.admits(role, unit)
+    ]
 
 
 async def _choose_role(ctx: Context, own: Unit) -> None:
+    unit = await units.get(ctx.session, int(ctx.conversation.data["unit_id"]))
     if ctx.pressed not in (Role.MEMBER.value, Role.OFFICER.value):
-        ctx.say(
-            "invite.ask_role_again",
-            choices=[
-                ctx.choice(ctx.t("role.member"), Role.MEMBER.value),
-                ctx.choice(ctx.t("role.officer"), Role.OFFICER.value),
-            ],
-        )
+        ctx.say("invite.ask_role_again", choices=_role_choices(ctx, unit))
         return
     role = Role(ctx.pressed)
-    unit = await units.get(ctx.session, int(ctx.conversation.data["unit_id"]))
+    if unit is not None and not invitations.admits(role, unit):  # a forged press
+        ctx.say("invite.member_needs_grassroots", choices=_role_choices(ctx, unit))
+        return
     action = Action.INVITE_OFFICER if role == Role.OFFICER else Action.INVITE_MEMBER
     key = refusal(ctx.member, action, unit, own)
     if key is not None or unit is None:

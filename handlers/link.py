@@ -27,7 +27,10 @@ async def start(ctx: Context) -> None:
         return
     member = ctx.active_member
     if member is None:
-        ctx.say("join.still_pending" if ctx.member is not None else "link.newcomer")
+        if ctx.member is None:
+            ctx.say("link.newcomer")
+        else:
+            ctx.say_standing()
         return
     owned = await accounts.of_member(ctx.session, member.id)
     code = await links.issue(ctx.session, member.id, ctx.now)
@@ -45,7 +48,7 @@ async def prefer(ctx: Context, args: list[str]) -> None:
     """Make the pressed account the one that gets the member's reminders."""
     member = ctx.active_member
     if member is None:
-        ctx.say("join.still_pending" if ctx.member is not None else "hint.not_member")
+        ctx.say_standing()
         return
     owned = await accounts.of_member(ctx.session, member.id)
     chosen = next((a for a in owned if args and str(a.id) == args[0]), None)

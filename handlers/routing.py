@@ -77,6 +77,8 @@ def build_routes() -> Routes:
         "donvi": Command(oversight.show, menu_key="menu.units"),
         "units": Command(oversight.show),
         "moi": Command(invite.start, menu_key="menu.invite"),
+        "yeucau": Command(join.list_requests, menu_key="menu.requests"),
+        "requests": Command(join.list_requests),
         "thongbao": Command(broadcast.start, menu_key="menu.broadcast"),
         "broadcast": Command(broadcast.start),
         "sangkien": Command(initiatives.start, menu_key="menu.initiative"),

@@ -22,7 +22,7 @@ async def member_scope(ctx: Context) -> Scope | None:
     """Return the member's scope, or answer why there is none and return None."""
     member = ctx.active_member
     if member is None:
-        ctx.say("join.still_pending" if ctx.member is not None else "hint.not_member")
+        ctx.say_standing()
         return None
     unit = await units.get(ctx.session, member.unit_id)
     if unit is None:

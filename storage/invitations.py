@@ -9,11 +9,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Invitation, Role, Unit
+from storage.models import Invitation, Role, Unit, UnitKind
 
 # No 0/O or 1/I/L: codes are read aloud and typed on phones.
 _ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
+# Bounds of a code's uses and lifetime: a province's largest CĐCS, ten years.
+USES_MAX = 100_000
+DAYS_MAX = 3650
 
 
 class InvitationProblem(enum.StrEnum):
@@ -22,12 +25,23 @@ class InvitationProblem(enum.StrEnum):
     USED_UP = "used_up"
 
 
+def admits(role: Role, unit: Unit) -> bool:
+    """Tell whether a code may make someone of `role` in `unit`: members belong to a CĐCS."""
+    return role != Role.MEMBER or unit.kind == UnitKind.GRASSROOTS
+
+
 def new_code() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(CODE_LENGTH))
 
 
 def normalize_code(code: str) -> str:
     return code.strip().upper()
+
+
+def looks_like_code(text: str) -> bool:
+    """Tell whether a text could be an invitation code, before asking the database."""
+    code = normalize_code(text)
+    return len(code) == CODE_LENGTH and all(ch in _ALPHABET for ch in code)
 
 
 async def create(

@@ -40,6 +40,11 @@ async def get(session: AsyncSession, member_id: int) -> Member | None:
     return await session.get(Member, member_id)
 
 
+async def get_locked(session: AsyncSession, member_id: int) -> Member | None:
+    """Return a member with their row locked until the transaction ends (read afresh)."""
+    return await session.get(Member, member_id, with_for_update=True, populate_existing=True)
+
+
 async def officers_of(session: AsyncSession, unit_id: int) -> Sequence[Member]:
     """Return the active officers of exactly this unit."""
     statement = select(Member).where(
@@ -52,6 +57,12 @@ async def officers_of(session: AsyncSession, unit_id: int) -> Sequence[Member]:
 
 async def nearest_officers(session: AsyncSession, unit: Unit) -> Sequence[Member]:
     """Return the officers of the unit, or of the closest unit above it that has some."""
+    levels = await officers_by_nearness(session, unit)
+    return levels[0] if levels else []
+
+
+async def officers_by_nearness(session: AsyncSession, unit: Unit) -> list[list[Member]]:
+    """Return the active officers of the unit and of each unit above it, the nearest first."""
     ids = [int(part) for part in unit.path.strip("/").split("/")]
     statement = (
         select(Member, Unit.depth)
@@ -63,11 +74,24 @@ async def nearest_officers(session: AsyncSession, unit: Unit) -> Sequence[Member
         )
         .order_by(Unit.depth.desc(), Member.id)
     )
-    rows = (await session.execute(statement)).all()
-    if not rows:
-        return []
-    deepest = rows[0][1]
-    return [member for member, depth in rows if depth == deepest]
+    levels: dict[int, list[Member]] = {}
+    for member, depth in (await session.execute(statement)).all():
+        levels.setdefault(depth, []).append(member)
+    return list(levels.values())
+
+
+async def pending_under(
+    session: AsyncSession, root: Unit, *, limit: int
+) -> Sequence[tuple[Member, Unit]]:
+    """Return up to `limit` join requests waiting in `root` or below, the oldest first."""
+    statement = (
+        select(Member, Unit)
+        .join(Unit, Unit.id == Member.unit_id)
+        .where(in_subtree(root.path), Member.status == MemberStatus.PENDING)
+        .order_by(Member.created_at, Member.id)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(statement)).all()]
 
 
 async def officers_under(session: AsyncSession, root: Unit) -> Sequence[tuple[Member, Unit]]:

@@ -91,6 +91,26 @@ async def test_invite_with_a_token_prints_the_deep_link(
     assert TOKEN not in out + err
 
 
+async def test_invite_refuses_numbers_out_of_range_and_members_above_a_cdcs(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    await thidua("units", "import", str(SAMPLE), env=env, cwd=tmp_path)
+    for option, value in (("--days", "99999999"), ("--uses", "99999999999"), ("--uses", "0")):
+        status, out, err = await thidua(
+            "invite", "CDCS-MAYNT", option, value, env=env, cwd=tmp_path
+        )
+        assert status == 2, (option, value, err)
+        assert "Số lượt dùng phải từ 1 đến 100000, số ngày từ 1 đến 3650." in err
+        assert "Traceback" not in err
+        assert out == ""
+
+    status, out, err = await thidua("invite", "CD-KCN", env=env, cwd=tmp_path)
+    assert status == 2
+    assert "chỉ tạo được cho công đoàn cơ sở" in err
+    assert "--role officer" in err
+    assert out == ""
+
+
 async def test_import_of_a_bad_file_lists_every_problem_and_changes_nothing(
     env: dict[str, str], tmp_path: Path
 ) -> None:

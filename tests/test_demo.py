@@ -84,3 +84,39 @@ def test_make_demo_runs_without_a_token_from_a_pipe(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "/toi" in result.stdout
     assert (tmp_path / "data" / "demo.db").exists()
+
+
+REQUESTS_SCRIPT = """\
+:as newcomer
+/toi
+/help
+xin chào
+/lich
+/start
+cong ty may
+1
+Lê Văn 2
+Lê Văn Tâm
+đồng ý
+/toi
+:as officer
+/yeucau
+2
+/yeucau
+"""
+
+
+async def test_an_officer_decides_a_listed_request_by_its_number(tmp_path: Path) -> None:
+    out = io.StringIO()
+    settings = load_settings(_env_file=None)
+    script = io.StringIO(REQUESTS_SCRIPT)
+    await run_demo(settings, stdin=script, out=out, database=tmp_path / "demo.db")
+    transcript = out.getvalue()
+
+    # Twelve lines from one person at a script's speed: answered, not slowed as a flood.
+    assert "gửi nhanh quá" not in transcript
+    assert "không có chữ số hay biểu tượng (bạn đã gửi 2)" in transcript
+    assert "1. Lê Văn Tâm xin tham gia Công đoàn cơ sở Công ty TNHH May Ninh Thuận" in transcript
+    assert "2. ❌ Từ chối: Lê Văn Tâm" in transcript
+    assert "Đã từ chối yêu cầu tham gia Công đoàn cơ sở Công ty TNHH May Ninh Thuận" in transcript
+    assert "Không có yêu cầu tham gia nào đang chờ duyệt" in transcript

@@ -29,7 +29,7 @@ NAMES = [
     "*Lan*",
     "_Lan_",
     "[Lan](http://x)",
-    "$Lan^2$",
+    "$Lan^x$",
     '=HYPERLINK("http://x")',
 ]
 MAYNT = "Công đoàn cơ sở Công ty TNHH May Ninh Thuận"
