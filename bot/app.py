@@ -48,6 +48,11 @@ from storage.transactions import WriteTurns
 
 log = logging.getLogger(__name__)
 
+
+class ListenError(Exception):
+    """The web server cannot listen where HTTP_HOST and HTTP_PORT say."""
+
+
 CHANNEL_TRAITS = {
     traits.name: traits for traits in (TELEGRAM_TRAITS, console.TRAITS, ZALO_TRAITS, ZALO_OA_TRAITS)
 }
@@ -202,8 +207,12 @@ class BotRuntime:
             app.router.add_post(ZALO_OA_WEBHOOK_PATH, handler)
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
-        site = web.TCPSite(self._web, self.settings.http_host, self.settings.http_port)
-        await site.start()
+        host, port = self.settings.http_host, self.settings.http_port
+        site = web.TCPSite(self._web, host, port)
+        try:
+            await site.start()
+        except OSError as error:  # the port is taken, or the host is not this machine's
+            raise ListenError(f"{host}:{port} ({error.strerror or error})") from error
         addresses = self._web.addresses
         self.http_port = int(addresses[0][1]) if addresses else self.settings.http_port
         log.info("HTTP server on %s:%s", self.settings.http_host, self.http_port)

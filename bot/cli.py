@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -16,12 +17,16 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
+from alembic.util import CommandError
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, TelegramError
 
 from bot import logs, serving
-from bot.app import BotRuntime
+from bot.app import BotRuntime, ListenError
 from bot.settings import Settings, SettingsError, load_settings
 from bot.telegram.channel import opt_in_to_timedelta_periods
 from handlers import reports, schedule_view
@@ -52,6 +57,8 @@ log = logging.getLogger(__name__)
 CLI_VIA = "cli"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# A file wrong on every line would print thousands: its first problems say enough.
+PROBLEMS_SHOWN = 50
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(texts("cli.settings_error", problem=error), file=sys.stderr)
         return EXIT_USAGE
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, _secrets(settings))
     command = args.command or "run"
     actions: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
-        "run": lambda: _run(settings),
+        "run": lambda: _run(settings, texts),
         "demo": lambda: _demo(settings),
         "db": lambda: _db_upgrade(settings, texts),
         "units": lambda: (
@@ -178,22 +185,68 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(texts("cli.interrupted"), file=sys.stderr)
         return EXIT_FAILED
+    except (DBAPIError, CommandError, ConnectionError, socket.gaierror, TimeoutError) as error:
+        # A wrong host, port, password or database name is the usual first-day mistake.
+        log.debug("database unusable", exc_info=True)
+        print(_database_problem(texts, settings.database_url, error), file=sys.stderr)
+        return EXIT_FAILED
 
 
-async def _run(settings: Settings) -> int:
+def _secrets(settings: Settings) -> list[str]:
+    """Return the secret settings' values, to be masked wherever a log line holds them."""
+    values = (getattr(settings, name) for name in type(settings).model_fields)
+    return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
+
+
+def _database_problem(texts: Catalogue, url: str, error: BaseException) -> str:
+    """Say in one line that the database cannot be used, naming DATABASE_URL without a password."""
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        shown = "?"
+    if isinstance(error, CommandError) and "Can't locate revision" in str(error):
+        return texts("cli.database_newer", url=shown)
+    cause = getattr(error, "orig", None) or error
+    detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return texts("cli.database_unusable", url=shown, problem=detail[:200])
+
+
+async def _run(settings: Settings, texts: Catalogue) -> int:
     runtime = BotRuntime(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    await runtime.start()
+    try:
+        await runtime.start()
+    except (ListenError, InvalidToken, TelegramError) as error:
+        await _stop_quietly(runtime)
+        if isinstance(error, ListenError):
+            print(texts("cli.cannot_listen", problem=error), file=sys.stderr)
+            return EXIT_USAGE
+        if isinstance(error, InvalidToken):
+            print(texts("cli.token_rejected"), file=sys.stderr)
+            return EXIT_USAGE
+        print(texts("cli.telegram_failed", problem=logs.redact(str(error))), file=sys.stderr)
+        return EXIT_FAILED
+    except BaseException:
+        await _stop_quietly(runtime)
+        raise
     serving.tune_gc()
     try:
         await stop.wait()
     finally:
         await runtime.stop()
     return EXIT_OK
+
+
+async def _stop_quietly(runtime: BotRuntime) -> None:
+    """Stop what a failed start had started, without hiding why it failed."""
+    try:
+        await runtime.stop()
+    except Exception:
+        log.debug("stopping after a failed start", exc_info=True)
 
 
 async def _demo(settings: Settings) -> int:
@@ -301,11 +354,7 @@ async def _units_import(settings: Settings, texts: Catalogue, path: Path) -> int
         report = await _import_audited(settings, path, "units.import", import_units)
     except UnitImportError as error:
         print(texts("cli.units_rejected", path=path, count=len(error.problems)), file=sys.stderr)
-        for problem in error.problems:
-            print(
-                texts(f"import.{problem.kind}", line=problem.line, **problem.fields),
-                file=sys.stderr,
-            )
+        _print_problems(texts, error.problems, "import")
         return EXIT_FAILED
     print(
         texts(
@@ -361,8 +410,7 @@ async def _targets_import(settings: Settings, texts: Catalogue, path: Path) -> i
         report = await _import_audited(settings, path, "targets.import", import_targets)
     except TargetImportError as error:
         print(texts("targets.cli.rejected", path=path, count=len(error.problems)), file=sys.stderr)
-        for problem in error.problems:
-            print(describe_problem(texts, problem, prefix="targets.import"), file=sys.stderr)
+        _print_problems(texts, error.problems, "targets.import")
         return EXIT_FAILED
     print(
         texts(
@@ -387,6 +435,14 @@ async def _targets_import(settings: Settings, texts: Catalogue, path: Path) -> i
             )
         )
     return EXIT_OK
+
+
+def _print_problems(texts: Catalogue, problems: Sequence[ImportProblem], prefix: str) -> None:
+    """List a rejected file's problems on stderr, the first ones only for a file all wrong."""
+    for problem in problems[:PROBLEMS_SHOWN]:
+        print(describe_problem(texts, problem, prefix=prefix), file=sys.stderr)
+    if len(problems) > PROBLEMS_SHOWN:
+        print(texts("cli.more_problems", count=len(problems) - PROBLEMS_SHOWN), file=sys.stderr)
 
 
 def describe_problem(texts: Catalogue, problem: ImportProblem, prefix: str = "import") -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TextIO
@@ -99,6 +101,10 @@ class ConsoleChat:
 
     async def run(self) -> None:
         """Chat until end of input or `:quit`."""
+        if self.interactive:
+            # Line editing and history for input(), where the platform has readline.
+            with contextlib.suppress(ImportError):
+                import readline  # noqa: F401
         self._print(self._texts("console.banner", persona=self._persona.label))
         while True:
             line = await self._read_line()
@@ -158,14 +164,40 @@ class ConsoleChat:
         return True
 
     async def _read_line(self) -> str | None:
-        prompt = f"{self._persona.label}> " if self.interactive else ""
-        try:
-            if self.interactive:
-                return await asyncio.to_thread(input, prompt)
-            line = await asyncio.to_thread(self._stdin.readline)
-            return line if line else None
-        except EOFError:
-            return None
+        """Read the next line, None at end of input.
+
+        In a daemon thread of its own, not the loop's executor: Ctrl-C stops the demo at once,
+        where a worker thread blocked in `input()` would hold the shutdown until Enter.
+        """
+        loop = asyncio.get_running_loop()
+        read: asyncio.Future[str | None] = loop.create_future()
+        interactive = self.interactive
+
+        def settle(line: str | None, error: BaseException | None) -> None:
+            if read.done():  # the demo stopped meanwhile
+                return
+            if error is not None:
+                read.set_exception(error)
+            else:
+                read.set_result(line)
+
+        def reader() -> None:
+            line: str | None = None
+            error: BaseException | None = None
+            try:
+                if interactive:
+                    line = input(f"{self._persona.label}> ")
+                else:
+                    line = self._stdin.readline() or None
+            except EOFError:
+                pass
+            except Exception as failure:  # handed to the awaiting task
+                error = failure
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits anymore
+                loop.call_soon_threadsafe(settle, line, error)
+
+        threading.Thread(target=reader, name="console-input", daemon=True).start()
+        return await read
 
     def _print(self, text: str) -> None:
         self._out.write(text + "\n")

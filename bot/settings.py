@@ -5,15 +5,21 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from storage.clock import QuietHours
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _ZALO_SECRET = re.compile(r"^[A-Za-z0-9_-]{8,256}$")
+# A Bot API token as BotFather gives it: the bot's id, a colon, the secret part.
+_BOT_TOKEN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{1,200}$")
+TELEGRAM_CLOUD = "https://api.telegram.org"
 
 
 class SettingsError(Exception):
@@ -101,6 +107,13 @@ class Settings(BaseSettings):
     def _async_driver(cls, value: str) -> str:
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        try:
+            url = make_url(value)
+            _ = url.port  # a port that is no number fails here, not at the first connection
+        except (ArgumentError, ValueError):
+            raise ValueError("is not a valid database URL") from None
+        if url.drivername.startswith("sqlite") and url.host:
+            raise ValueError("a SQLite file is sqlite+aiosqlite:///path/to/file.db (three slashes)")
         return value
 
     @field_validator("telegram_api_base_url", "telegram_webhook_url")
@@ -108,16 +121,12 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return _checked_http_url(value)
 
     @field_validator("zalo_bot_api_base_url", "zalo_oa_api_base_url", "zalo_oa_oauth_base_url")
     @classmethod
     def _zalo_base_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return _checked_http_url(value)
 
     @field_validator("zalo_webhook_url")
     @classmethod
@@ -164,10 +173,27 @@ class Settings(BaseSettings):
             raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
+    @field_validator("telegram_bot_token", mode="after")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _BOT_TOKEN.match(value.get_secret_value().strip()):
+            # The value itself is never repeated: it is a secret even when mistyped.
+            raise ValueError("is not a bot token as BotFather gives it (digits:letters)")
+        return value
+
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> Settings:
         if self.telegram_webhook_url and self.telegram_webhook_secret is None:
             raise ValueError("TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_WEBHOOK_URL is set")
+        if (
+            self.telegram_webhook_url
+            and not self.telegram_webhook_url.startswith("https://")
+            and self.telegram_api_base_url == TELEGRAM_CLOUD
+        ):
+            raise ValueError(
+                "TELEGRAM_WEBHOOK_URL must be an https:// URL: Telegram calls only HTTPS "
+                "webhooks (http:// works only with a local Bot API server)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -207,10 +233,20 @@ class Settings(BaseSettings):
         return timedelta(days=days) if days else None
 
 
+def _checked_http_url(value: str) -> str:
+    """Return an http(s) URL without its trailing slash, or raise saying what is wrong."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", value):
+        raise ValueError("must be an http:// or https:// URL with a host name, without spaces")
+    return value.rstrip("/")
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the settings, turning validation failures into one line naming the variable."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except UnicodeDecodeError:
+        raise SettingsError(".env: the file must be saved as UTF-8") from None
     except ValidationError as error:
         first = error.errors()[0]
         location = "_".join(str(part) for part in first["loc"]).upper()

@@ -7,7 +7,7 @@ import functools
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -272,16 +272,41 @@ async def record_failure(
 
 
 async def unprocessed(
-    session: AsyncSession, channel: str, limit: int = 1000
+    session: AsyncSession, channel: str, limit: int = 1000, *, after_id: int = 0
 ) -> Sequence[InboundUpdate]:
-    """Return updates stored but not yet handled, oldest first (after a crash)."""
+    """Return updates stored but not yet handled, oldest first (after a crash).
+
+    One page of `limit`; the next page starts after the last row's id.
+    """
     statement = (
         select(InboundUpdate)
-        .where(InboundUpdate.channel == channel, InboundUpdate.processed_at.is_(None))
+        .where(
+            InboundUpdate.channel == channel,
+            InboundUpdate.processed_at.is_(None),
+            InboundUpdate.id > after_id,
+        )
         .order_by(InboundUpdate.id)
         .limit(limit)
     )
     return (await session.scalars(statement)).all()
+
+
+async def unprocessed_pages(
+    sessions: SessionFactory, channel: str, page: int = 1000
+) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
+    """Yield the (key, payload) of every update stored but not handled, a page at a time.
+
+    Each page is read in a session of its own: a long outage can leave many pages waiting.
+    """
+    last_id = 0
+    while True:
+        async with sessions() as session:
+            stored = await unprocessed(session, channel, page, after_id=last_id)
+            found = [(row.update_key, row.payload) for row in stored if row.payload is not None]
+        if not stored:
+            return
+        last_id = stored[-1].id
+        yield found
 
 
 async def purge(session: AsyncSession, handled_before: datetime) -> int:

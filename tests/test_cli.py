@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -54,6 +56,94 @@ async def test_webhook_url_without_secret_is_refused(tmp_path: Path) -> None:
     status, _, err = await thidua("db", "upgrade", env=env, cwd=tmp_path)
     assert status == 2
     assert "TELEGRAM_WEBHOOK_SECRET" in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://thidua:mat-khau-bi-mat@127.0.0.1:9/thidua",  # nothing listens
+        "sqlite+aiosqlite:///{tmp}/not-a-database.db",
+        "sqlite+aiosqlite:///{tmp}/newer.db",
+    ],
+)
+async def test_a_database_that_cannot_be_used_is_one_line_naming_it(
+    url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "not-a-database.db").write_text("garbage, not SQLite\n")
+    newer = tmp_path / "newer.db"
+    with sqlite3.connect(newer) as made_by_a_later_thidua:
+        made_by_a_later_thidua.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        made_by_a_later_thidua.execute("INSERT INTO alembic_version VALUES ('9999')")
+    url = url.format(tmp=tmp_path)
+    for command in (("db", "upgrade"), ("units", "import", str(SAMPLE))):
+        status, out, err = await thidua(*command, env={"DATABASE_URL": url}, cwd=tmp_path)
+        assert status == 1, err
+        lines = [line for line in err.splitlines() if " INFO " not in line]
+        assert len(lines) == 1, err
+        assert "DATABASE_URL=" in lines[0]
+        assert "mat-khau-bi-mat" not in err + out
+        assert "Traceback" not in err
+    if "newer" in url:
+        assert "phiên bản thidua mới hơn" in err
+
+
+async def test_an_import_in_the_wrong_encoding_says_how_to_save_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    ansi = tmp_path / "don-vi.csv"
+    # What Excel's plain "CSV" save gives: the office PC's code page, not UTF-8.
+    ansi.write_bytes(
+        "code,name,parent_code,kind,sector\nA,Công ty Lê,,province,\n".encode("cp1252")
+    )
+    status, _out, err = await thidua("units", "import", str(ansi), env=env, cwd=tmp_path)
+    assert status == 1
+    assert "UTF-8" in err
+    assert "not_utf8" not in err
+
+
+async def test_a_file_wrong_on_every_line_lists_the_first_problems(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    rows = "".join(f"X{n},Đơn vị {n},KHONGCO,upper,\n" for n in range(400))
+    bad.write_text("code,name,parent_code,kind,sector\n" + rows, encoding="utf-8")
+    status, _out, err = await thidua("units", "import", str(bad), env=env, cwd=tmp_path)
+    assert status == 1
+    assert "Dòng 51" in err
+    assert "Dòng 52:" not in err
+    assert "… và 350 lỗi khác" in err
+
+
+async def test_run_with_a_rejected_token_says_so_without_showing_it(
+    env: dict[str, str], tmp_path: Path, fake_api: FakeTelegramAPI
+) -> None:
+    wrong = "123456789:REVOKED-token_that_the_server_refuses"
+    run_env = {**env, "TELEGRAM_BOT_TOKEN": wrong, "TELEGRAM_API_BASE_URL": fake_api.base_url}
+    status, out, err = await thidua("run", env={**run_env, "HTTP_PORT": "0"}, cwd=tmp_path)
+    assert status == 2
+    assert "TELEGRAM_BOT_TOKEN: Telegram từ chối mã bot này" in err
+    assert "REVOKED" not in err + out
+    assert "Traceback" not in err
+
+
+async def test_run_on_a_port_in_use_names_the_port_not_the_database(
+    env: dict[str, str], tmp_path: Path, fake_api: FakeTelegramAPI
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run_env = {
+            **env,
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "TELEGRAM_API_BASE_URL": fake_api.base_url,
+            "HTTP_PORT": str(port),
+        }
+        status, _out, err = await thidua("run", env=run_env, cwd=tmp_path)
+    assert status == 2
+    assert f"HTTP_HOST/HTTP_PORT: không mở được cổng web 127.0.0.1:{port}" in err
+    assert "cơ sở dữ liệu" not in err
+    assert "Traceback" not in err
 
 
 async def test_import_then_invite_prints_the_code_last(env: dict[str, str], tmp_path: Path) -> None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import pty
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bot.demo import run_demo
@@ -120,3 +124,49 @@ async def test_an_officer_decides_a_listed_request_by_its_number(tmp_path: Path)
     assert "2. ❌ Từ chối: Lê Văn Tâm" in transcript
     assert "Đã từ chối yêu cầu tham gia Công đoàn cơ sở Công ty TNHH May Ninh Thuận" in transcript
     assert "Không có yêu cầu tham gia nào đang chờ duyệt" in transcript
+
+
+def test_ctrl_c_at_the_demo_prompt_stops_it_at_once(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_"))}
+    terminal, its_end = pty.openpty()  # a real terminal: the demo prompts and waits in input()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "bot", "demo"],
+        stdin=its_end,
+        stdout=its_end,
+        stderr=its_end,
+        cwd=tmp_path,
+        env=env,
+    )
+    os.close(its_end)
+    try:
+        assert "Nguyễn Thị Lan> " in _read_terminal(terminal, until="Nguyễn Thị Lan> ")
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=15) == 1
+        assert "Đã dừng." in _read_terminal(terminal)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        os.close(terminal)
+
+
+def _read_terminal(fd: int, until: str | None = None, timeout: float = 60) -> str:
+    """Read what a program wrote to its terminal, until `until` shows or it closes."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while until is None or until.encode() not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"{until!r} never came: {seen.decode(errors='replace')[-500:]}"
+        ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
+        if not ready:
+            if until is None:
+                break
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the program exited and closed its side
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen.decode(errors="replace")

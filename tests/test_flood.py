@@ -87,6 +87,48 @@ async def test_a_telegram_flooder_is_slowed_and_told_once_while_others_are_answe
         print(f"\nflood (telegram): posted in {posting:.2f} s, answered in {finished:.2f} s")
 
 
+async def test_a_flooder_over_long_polling_does_not_hold_others_up(
+    database_url: str, clock: ManualClock
+) -> None:
+    # Long polling hands updates to python-telegram-bot's four handler slots. At one message
+    # a second beyond the burst, the other person would wait 17 s behind the flooder.
+    async with running_bot(
+        database_url,
+        clock,
+        webhook=False,
+        flood_rate=1.0,
+        flood_burst=BURST,
+        telegram_concurrent_updates=4,
+    ) as bot:
+        flooder, other = bot.user(7004, "Tuấn"), bot.user(7005, "Lan")
+        for n in range(1, OTHER_WRITES_AFTER + 1):
+            await bot.api.queue_update(message_update(flooder.tg, _command(n)))
+        await bot.api.queue_update(message_update(other.tg, "xin chào"))
+        answer = await bot.api.wait_for_messages(other.tg.id, 1, within=8)
+        assert "Bạn chưa tham gia công đoàn" in answer[0].text
+        assert len(flooder.inbox) < OTHER_WRITES_AFTER  # the flooder still waits its turn
+
+
+async def test_stopping_does_not_wait_for_a_flood_whose_rest_is_answered_after_restart(
+    database_url: str, clock: ManualClock
+) -> None:
+    slow = {"flood_rate": 0.5, "flood_burst": 2}  # twelve messages: about 20 s of waiting
+    async with running_bot(database_url, clock, webhook=False, **slow) as bot:
+        flooder = bot.user(7006, "Tuấn")
+        for n in range(1, 13):
+            await bot.api.queue_update(message_update(flooder.tg, _command(n)))
+        await bot.api.wait_for_messages(flooder.tg.id, 2, within=10)
+        stopping = time.monotonic()
+    stopped_in = time.monotonic() - stopping
+    assert stopped_in < 5, stopped_in  # not the 20 s the waiting messages would take
+    answered = _answered_commands([m.text for m in bot.api.messages_to(flooder.tg.id)])
+
+    async with running_bot(database_url, clock) as bot:
+        rest = 12 - len(answered)
+        again = await bot.api.wait_for_messages(flooder.tg.id, rest, within=10)
+    assert sorted(answered + _answered_commands([m.text for m in again])) == list(range(1, 13))
+
+
 async def test_a_zalo_flooder_is_slowed_and_told_once_while_others_are_answered_at_once(
     database_url: str, clock: ManualClock
 ) -> None:

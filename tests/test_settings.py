@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from datetime import datetime, timedelta
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.logs import RedactTokens, redact
+from bot.logs import RedactingFormatter, redact
 from bot.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,11 +93,27 @@ def test_quiet_hours_span_midnight_and_can_be_turned_off() -> None:
     assert load_settings(_env_file=None, quiet_hours="").quiet is None
 
 
-def test_tokens_never_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:
+def test_tokens_and_secrets_never_reach_the_log() -> None:
     url = "https://api.telegram.org/bot123456:AAE-secret_value/sendMessage"
     assert redact(url) == "https://api.telegram.org/bot<token>/sendMessage"
-    logger = logging.getLogger("thidua.test")
-    logger.addFilter(RedactTokens())
-    with caplog.at_level(logging.INFO):
-        logger.info("calling %s", url)
-    assert "AAE-secret_value" not in caplog.text
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.setFormatter(RedactingFormatter("%(message)s", ["hook-secret-42", "123456:RAW"]))
+    logger = logging.getLogger("thidua.test.redaction")
+    logger.addHandler(handler)
+    try:
+        logger.warning("calling %s", url)
+        logger.warning("answer failed (%s)", RuntimeError(f"redirect loop at {url}"))
+        logger.warning("setWebhook secret_token=hook-secret-42")
+        logger.warning("The token `123456:RAW` was rejected by the server.")
+        try:
+            raise ConnectionError(f"cannot reach {url}")
+        except ConnectionError:
+            logger.exception("polling failed")
+    finally:
+        logger.removeHandler(handler)
+    log = written.getvalue()
+    assert "Traceback" in log  # the traceback is written, masked
+    for secret in ("AAE-secret_value", "hook-secret-42", "123456:RAW"):
+        assert secret not in log
+    assert log.count("bot<token>") == 3

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
+from typing import Any
 
+from aiohttp import web
 from sqlalchemy import func, select
 
 from storage.clock import ManualClock
@@ -217,3 +220,49 @@ async def test_long_polling_mode(
         await bot.api.queue_update(callback_update(_lan(), "c:000000:x"))
         answers = await bot.api.wait_for_messages(1001, 2)
         assert "đã cũ" in answers[1].text
+
+
+async def test_a_press_answered_too_late_for_telegram_still_gets_its_answers(
+    bot: TelegramBot, org: dict[str, int], sessions: SessionFactory, clock: ManualClock
+) -> None:
+    code = await invitation_code(sessions, org["CDCS-MAYNT"], clock.now())
+    user = bot.user(2010, "Quế")
+    await user.send(f"/start {code}")
+    await user.send("Trịnh Thị Quế")
+
+    # A press replayed after a crash or held through an outage is too old to acknowledge.
+    def too_old(_params: dict[str, Any]) -> web.Response:
+        return web.json_response(
+            {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: query is too old and response timeout expired "
+                "or query ID is invalid",
+            },
+            status=400,
+        )
+
+    bot.api.failures["answerCallbackQuery"] = too_old
+    welcome = await user.press("Tôi đồng ý")
+    assert "Chào mừng Trịnh Thị Quế" in welcome[-1].text
+
+
+async def test_every_stored_update_is_replayed_after_a_crash_however_many(
+    database_url: str, clock: ManualClock, org: dict[str, int]
+) -> None:
+    # More than one page of the inbox (1,000 rows) waits when the process dies.
+    senders = [TgUser(600_000 + n, "Khách") for n in range(1_001)]
+    async with running_bot(database_url, clock) as bot:
+        assert bot.runtime.telegram is not None
+        await bot.runtime.telegram.application.stop()
+        slots = asyncio.Semaphore(32)
+
+        async def post(sender: TgUser) -> int:
+            async with slots:
+                return await bot.post(message_update(sender, "xin chào"))
+
+        assert set(await asyncio.gather(*(post(s) for s in senders))) == {200}
+    async with running_bot(database_url, clock) as bot:
+        for sender in senders:
+            answer = await bot.api.wait_for_messages(sender.id, 1)
+            assert "/start" in answer[0].text

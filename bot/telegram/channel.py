@@ -109,6 +109,10 @@ class TelegramChannel:
         self.outage = DatabaseOutage(sessions)
         # Updates being answered at once, as python-telegram-bot's `concurrent_updates`.
         self._answering = asyncio.Semaphore(max(1, application.concurrent_updates))
+        # Answers waiting for their sender's turn (flood control), given up when the bot stops:
+        # their updates stay stored and are answered after the next start.
+        self._admitting: set[asyncio.Task[object]] = set()
+        self._closing = asyncio.Event()
         # Long polling hands updates to the Application; webhook updates skip its queue.
         application.add_handler(TypeHandler(Update, self._on_update))
 
@@ -148,7 +152,10 @@ class TelegramChannel:
             await self._enqueue(payload)
 
     async def close(self) -> None:
-        """Stop waiting for the database: updates still waiting are replayed at next start."""
+        """Stop waiting for the database or a sender's turn: those updates are replayed later."""
+        self._closing.set()
+        for task in list(self._admitting):
+            task.cancel()
         await self.outage.stop()
 
     def _tell_of_outage(self, chat_id: str) -> None:
@@ -166,14 +173,14 @@ class TelegramChannel:
 
     async def replay_stored(self) -> int:
         """Queue updates stored before a crash but never handled."""
-        async with self._sessions() as session:
-            stored = await inbox.unprocessed(session, CHANNEL)
-            payloads = [row.payload for row in stored if row.payload is not None]
-        for payload in payloads:
-            await self._enqueue(payload)
-        if payloads:
-            log.info("replaying %d stored Telegram updates", len(payloads))
-        return len(payloads)
+        replayed = 0
+        async for page in inbox.unprocessed_pages(self._sessions, CHANNEL):
+            for _key, payload in page:
+                await self._enqueue(payload)
+            replayed += len(page)
+        if replayed:
+            log.info("replaying %d stored Telegram updates", replayed)
+        return replayed
 
     async def _enqueue(self, payload: dict[str, object]) -> None:
         """Start answering a stored update, read from its JSON.
@@ -204,20 +211,36 @@ class TelegramChannel:
         self.application.create_task(self._answer_in_turn(str(payload["update_id"]), received))
 
     async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Answer an update from long polling."""
+        """Store an update from long polling, then answer it as a webhook update is answered.
+
+        Stored first: python-telegram-bot confirms an update to Telegram once fetched, so one
+        not yet answered when the process dies is replayed from the inbox at the next start.
+        Answered as a task, not in the library's handler slot, which a flooding sender waiting
+        for their turn would otherwise hold from everyone else.
+        """
+        payload = update.to_dict()
         key = str(update.update_id)
         try:
-            received = read_update(update.to_dict())
-        except UnreadableUpdateError:
-            log.warning("unreadable Telegram update %s", key, exc_info=True)
-            received = None
-        await self._answer_in_turn(key, received)
+            stored = await self._inbox.store(CHANNEL, key, payload)
+        except Exception as error:
+            if not is_connection_error(error):
+                raise
+            # The database is down: answered from memory once it is back, unless the bot
+            # stops first (Telegram has already handed the update over).
+            try:
+                received = read_update(payload)
+            except UnreadableUpdateError:
+                log.warning("unreadable Telegram update %s", key, exc_info=True)
+                return
+            self.application.create_task(self._answer_in_turn(key, received))
+            return
+        if stored:
+            await self._enqueue(payload)
 
     async def _answer_in_turn(self, key: str, received: Received | None) -> None:
         try:
-            if received is not None:
-                # A sender over the flood rate waits here, holding no slot others need.
-                await self._dispatcher.admit(received.incoming)
+            if received is not None and not await self._admitted(received):
+                return
             for _attempt in range(_OUTAGE_TRIES):
                 if received is None:
                     break
@@ -240,6 +263,24 @@ class TelegramChannel:
         finally:
             for observer in self._observers:
                 observer(key)
+
+    async def _admitted(self, received: Received) -> bool:
+        """Wait for the sender's turn, holding no slot others need; False if the bot stops."""
+        task = asyncio.current_task()
+        assert task is not None  # always a task of the Application
+        if self._closing.is_set():
+            return False
+        self._admitting.add(task)
+        try:
+            await self._dispatcher.admit(received.incoming)
+        except asyncio.CancelledError:
+            if not self._closing.is_set():
+                raise
+            task.uncancel()  # our own cancel, taken: the task ends normally
+            return False  # stopping: the update stays stored, answered after the next start
+        finally:
+            self._admitting.discard(task)
+        return True
 
     async def _answer(self, received: Received) -> tuple[list[int], bool]:
         """Answer an update; return its journaled answers sent or given up, and if it queued any."""
@@ -269,14 +310,19 @@ class TelegramChannel:
         bot = self.application.bot
         if received.callback_query_id is not None:
             notice = (outcome.choice_notice or "")[:_CALLBACK_NOTICE_LIMIT] or None
-            await bot.answer_callback_query(received.callback_query_id, text=notice)
-            if outcome.choice_accepted and received.pressed_on is not None:
-                # Spent buttons disappear, so the same choice cannot be pressed twice.
-                chat, message_id = received.pressed_on
-                with contextlib.suppress(BadRequest):
-                    await bot.edit_message_reply_markup(
-                        chat_id=chat, message_id=message_id, reply_markup=None
-                    )
+            # Both best effort: a press answered late (replayed after a crash, held through an
+            # outage or by flood control) is "too old" for Telegram, but its answers must go.
+            try:
+                await bot.answer_callback_query(received.callback_query_id, text=notice)
+                if outcome.choice_accepted and received.pressed_on is not None:
+                    # Spent buttons disappear, so the same choice cannot be pressed twice.
+                    chat, message_id = received.pressed_on
+                    with contextlib.suppress(BadRequest):
+                        await bot.edit_message_reply_markup(
+                            chat_id=chat, message_id=message_id, reply_markup=None
+                        )
+            except TelegramError as error:
+                log.info("could not acknowledge the press of %s: %s", chat_id, error)
         for index, reply in enumerate(outcome.replies):
             try:
                 await self._send(chat_id, reply)

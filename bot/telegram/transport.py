@@ -16,6 +16,8 @@ from telegram import TelegramObject
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from bot.logs import redact
+
 _USER_AGENT = "thidua (python-telegram-bot, aiohttp)"
 _FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 _JSON_HEADERS = {"Content-Type": "application/json"}
@@ -139,4 +141,5 @@ class AiohttpRequest(BaseRequest):
         except TimeoutError as error:
             raise TimedOut from error
         except aiohttp.ClientError as error:
-            raise NetworkError(f"aiohttp.{type(error).__name__}: {error}") from error
+            # Its text may hold the request's URL, and so the token: masked, and not chained.
+            raise NetworkError(f"aiohttp.{type(error).__name__}: {redact(str(error))}") from None

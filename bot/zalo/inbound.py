@@ -148,14 +148,14 @@ class ZaloChannelBase(abc.ABC):
 
     async def replay_stored(self) -> int:
         """Queue events stored before a crash or a stop but never handled."""
-        async with self._sessions() as session:
-            stored = await inbox.unprocessed(session, self.traits.name)
-            pending = [(row.update_key, row.payload) for row in stored if row.payload is not None]
-        for key, payload in pending:
-            self._queue.put_nowait((key, payload))
-        if pending:
-            log.info("replaying %d stored %s events", len(pending), self.traits.name)
-        return len(pending)
+        replayed = 0
+        async for page in inbox.unprocessed_pages(self._sessions, self.traits.name):
+            for key, payload in page:
+                self._queue.put_nowait((key, payload))
+            replayed += len(page)
+        if replayed:
+            log.info("replaying %d stored %s events", replayed, self.traits.name)
+        return replayed
 
     async def _work(self) -> None:
         while True:
