@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     logs.configure(settings.log_level, _secrets(settings))
     command = args.command or "run"
+    if command != "run" and settings.log_level != "DEBUG":
+        # A one-off command answers in one Vietnamese line, not after Alembic's English ones.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     actions: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
         "run": lambda: _run(settings, texts),
         "demo": lambda: _demo(settings),
@@ -302,8 +305,11 @@ async def _restore(settings: Settings, texts: Catalogue, backup: Path, *, confir
 async def _db_upgrade(settings: Settings, texts: Catalogue) -> int:
     engine = create_engine(settings.database_url)
     try:
+        before = await current_revision(engine)
         await upgrade(engine)
-        print(texts("cli.migrated", revision=await current_revision(engine)))
+        after = await current_revision(engine)
+        key = "cli.migrated" if after == before else "cli.upgraded"
+        print(texts(key, revision=after, previous=before or "—"))
     finally:
         await engine.dispose()
     return EXIT_OK

@@ -185,6 +185,9 @@ class Settings(BaseSettings):
     def _webhook_needs_secret(self) -> Settings:
         if self.telegram_webhook_url and self.telegram_webhook_secret is None:
             raise ValueError("TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_WEBHOOK_URL is set")
+        if self.telegram_webhook_url and self.telegram_bot_token is None:
+            # Else the bot would start without Telegram, and say nothing of it.
+            raise ValueError("TELEGRAM_BOT_TOKEN is required when TELEGRAM_WEBHOOK_URL is set")
         if (
             self.telegram_webhook_url
             and not self.telegram_webhook_url.startswith("https://")

@@ -38,6 +38,10 @@ async def fake_api() -> AsyncIterator[FakeTelegramAPI]:
         ("DATABASE_URL", "mysql://nope"),
         ("TELEGRAM_WEBHOOK_SECRET", "has spaces"),
         ("LOG_LEVEL", "LOUD"),
+        ("DATABASE_URL", "sqlite+aiosqlite://data/thidua.db"),  # two slashes: a host
+        ("DATABASE_URL", "postgresql+asyncpg://thidua@127.0.0.1:abc/thidua"),
+        ("TELEGRAM_API_BASE_URL", "http://"),
+        ("TELEGRAM_BOT_TOKEN", "copied with the wrong half"),
     ],
 )
 async def test_a_bad_setting_is_one_line_naming_it_and_status_2(
@@ -56,6 +60,38 @@ async def test_webhook_url_without_secret_is_refused(tmp_path: Path) -> None:
     status, _, err = await thidua("db", "upgrade", env=env, cwd=tmp_path)
     assert status == 2
     assert "TELEGRAM_WEBHOOK_SECRET" in err
+
+
+async def test_db_upgrade_says_what_it_did_in_one_line(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/fresh.db"}
+    status, out, err = await thidua("db", "upgrade", env=env, cwd=tmp_path)
+    assert status == 0, err
+    assert out.startswith("Đã cập nhật cơ sở dữ liệu từ phiên bản — lên ")
+    assert "alembic" not in err  # Alembic's English INFO lines stay out of a one-off command
+    status, out, _err = await thidua("db", "upgrade", env=env, cwd=tmp_path)
+    assert "đã ở phiên bản mới nhất" in out
+
+
+async def test_a_webhook_without_a_token_is_refused(tmp_path: Path) -> None:
+    env = {
+        "TELEGRAM_WEBHOOK_URL": "https://thidua.example/telegram/webhook",
+        "TELEGRAM_WEBHOOK_SECRET": "webhook-secret",
+    }
+    status, _, err = await thidua("db", "upgrade", env=env, cwd=tmp_path)
+    assert status == 2
+    assert "TELEGRAM_BOT_TOKEN is required when TELEGRAM_WEBHOOK_URL is set" in err
+
+
+async def test_an_http_webhook_on_telegrams_cloud_is_refused(tmp_path: Path) -> None:
+    env = {
+        "TELEGRAM_BOT_TOKEN": "123456789:AAE-looks_like_a_real_token",
+        "TELEGRAM_WEBHOOK_URL": "http://thidua.example/telegram/webhook",
+        "TELEGRAM_WEBHOOK_SECRET": "webhook-secret",
+    }
+    status, _, err = await thidua("db", "upgrade", env=env, cwd=tmp_path)
+    assert status == 2
+    assert "TELEGRAM_WEBHOOK_URL must be an https:// URL" in err
+    assert "AAE-looks_like_a_real_token" not in err
 
 
 @pytest.mark.parametrize(

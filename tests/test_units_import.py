@@ -351,6 +351,17 @@ BAD_CSV_CASES: dict[str, tuple[list[str], list[tuple[int, str, dict[str, str]]]]
         ["LDLD-NT,Liên đoàn Lao động tỉnh Ninh Thuận,CD-GD,province,"],
         [(2, "cycle", {"codes": "LDLD-NT → CD-GD → LDLD-NT"})],
     ),
+    "province under another unit": (
+        ["P2,Liên đoàn Lao động tỉnh thứ hai,CD-GD,province,"],
+        [(2, "province_with_parent", {"code": "P2", "parent_code": "CD-GD"})],
+    ),
+    "a chain deeper than a union tree goes": (
+        [
+            f"A{n},Công đoàn cấp trên số {n},{f'A{n - 1}' if n > 1 else 'LDLD-NT'},upper,"
+            for n in range(1, 13)
+        ],
+        [(13, "too_deep", {"code": "A12", "levels": "12"})],
+    ),
     "unit under itself": (
         ["A,Công đoàn A,A,upper,"],
         [(2, "cycle", {"codes": "A → A"})],
@@ -529,3 +540,22 @@ def test_every_unreadable_reason_has_a_vietnamese_text(reason: str) -> None:
     text = catalogue("import.unreadable_file", line=1, reason=detail)
 
     assert detail in text
+
+
+async def test_a_title_row_above_the_header_is_one_problem_saying_so(
+    sessions: SessionFactory, clock: ManualClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "titled.csv"
+    path.write_text(
+        "DANH SÁCH CÔNG ĐOÀN CƠ SỞ TRỰC THUỘC,,,,\n\n"
+        "code,name,parent_code,kind,sector\n"
+        "X,Công đoàn cơ sở X,,grassroots,enterprise\n",
+        encoding="utf-8",
+    )
+
+    problems = await rejected(sessions, path, clock)
+
+    assert [(p.line, p.kind) for p in problems] == [(1, "missing_column")]
+    text = Catalogue.load()("import.missing_column", line=1, **problems[0].fields)
+    assert 'thiếu cột "code", "name", "parent_code", "kind", "sector"' in text
+    assert "Dòng đầu tiên có chữ của tệp phải là dòng tiêu đề" in text

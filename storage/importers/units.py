@@ -34,6 +34,8 @@ PROBLEM_KINDS = (
     "unknown_parent",
     "cycle",
     "parent_is_grassroots",
+    "province_with_parent",
+    "too_deep",
     "unreadable_file",
 )
 
@@ -41,6 +43,9 @@ PROBLEM_KINDS = (
 UNREADABLE_REASONS = ("cannot_open", "unsupported_type", "not_utf8", "bad_csv", "bad_xlsx")
 
 MAX_NAME_LENGTH = 255
+# Levels below the top a tree may have: a province's has three or four; this bound also keeps
+# every unit's materialized path within its column.
+MAX_DEPTH = 11
 MAX_CLUSTER_LENGTH = 64
 _CODE = re.compile(r"[A-Z0-9._-]{1,32}")
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
@@ -201,9 +206,9 @@ def find_columns(
         positions.setdefault(name.replace("\ufeff", "").strip().lower(), index)
     missing = [column for column in required if column not in positions]
     if missing:
-        raise UnitImportError(
-            [ImportProblem(header_line, "missing_column", {"column": c}) for c in missing]
-        )
+        # One problem naming them all: a title row above the header lacks every column.
+        columns = '", "'.join(missing)  # the text quotes the value: "code", "name"
+        raise UnitImportError([ImportProblem(header_line, "missing_column", {"column": columns})])
     return header_line, Columns(positions), [(n, c) for n, c in rows if not _is_blank(c)]
 
 
@@ -379,8 +384,36 @@ def _tree_problems(
         fields = {"code": code, "parent_code": parent}
         problems.append(ImportProblem(line, "parent_is_grassroots", fields))
 
-    problems.extend(_cycles(parsed, parents))
+    cycles = list(_cycles(parsed, parents))
+    if cycles:  # the levels below mean nothing in a loop
+        return [*problems, *cycles]
+    for code, row in parsed.items():
+        parent = parents.get(code)
+        if parent is not None and row.kind is UnitKind.PROVINCE:
+            # A province federation is the top of its tree.
+            fields = {"code": code, "parent_code": parent}
+            problems.append(ImportProblem(row.line, "province_with_parent", fields))
+    problems.extend(_too_deep(parsed, parents))
     return problems
+
+
+def _too_deep(
+    parsed: Mapping[str, _Parsed], parents: Mapping[str, str | None]
+) -> Iterator[ImportProblem]:
+    """Yield a problem for each row of the file deeper than a union tree goes."""
+    depths: dict[str, int] = {}
+    for code, row in parsed.items():
+        chain: list[str] = []
+        node: str | None = code
+        while node is not None and node not in depths:
+            chain.append(node)
+            node = parents.get(node)
+        depth = -1 if node is None else depths[node]
+        for step in reversed(chain):
+            depth += 1
+            depths[step] = depth
+        if depths[code] > MAX_DEPTH:
+            yield ImportProblem(row.line, "too_deep", {"code": code, "levels": str(MAX_DEPTH + 1)})
 
 
 def _cycles(
