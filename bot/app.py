@@ -220,9 +220,10 @@ class BotRuntime:
     async def _start_telegram(self, telegram: TelegramChannel) -> None:
         application = telegram.application
         await application.start()
+        # Updates stored but not answered when the process last stopped, in either mode.
+        await telegram.replay_stored()
         secret = self.settings.telegram_webhook_secret
         if self.webhook_mode and secret is not None:
-            await telegram.replay_stored()
             await application.bot.set_webhook(
                 url=str(self.settings.telegram_webhook_url),
                 secret_token=secret.get_secret_value(),

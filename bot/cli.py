@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(texts("cli.interrupted"), file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # the reader of our output went away (`thidua schedule | head`)
+        return EXIT_FAILED
     except (DBAPIError, CommandError, ConnectionError, socket.gaierror, TimeoutError) as error:
         # A wrong host, port, password or database name is the usual first-day mistake.
         log.debug("database unusable", exc_info=True)
@@ -257,7 +259,7 @@ async def _demo(settings: Settings) -> int:
 
     # The terminal is the chat here: only warnings and errors may interrupt it.
     if settings.log_level in ("DEBUG", "INFO"):
-        logs.configure("WARNING")
+        logs.configure("WARNING", _secrets(settings))
     await run_demo(settings)
     return EXIT_OK
 

@@ -101,10 +101,6 @@ class ConsoleChat:
 
     async def run(self) -> None:
         """Chat until end of input or `:quit`."""
-        if self.interactive:
-            # Line editing and history for input(), where the platform has readline.
-            with contextlib.suppress(ImportError):
-                import readline  # noqa: F401
         self._print(self._texts("console.banner", persona=self._persona.label))
         while True:
             line = await self._read_line()

@@ -176,10 +176,13 @@ class Settings(BaseSettings):
     @field_validator("telegram_bot_token", mode="after")
     @classmethod
     def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not _BOT_TOKEN.match(value.get_secret_value().strip()):
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if not _BOT_TOKEN.match(token):
             # The value itself is never repeated: it is a secret even when mistyped.
             raise ValueError("is not a bot token as BotFather gives it (digits:letters)")
-        return value
+        return SecretStr(token)
 
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
+from handlers import privacy
 from handlers.audit_log import note
 from handlers.context import ACTION_PREFIX, Context
 from handlers.permissions import Action, refusal
@@ -110,10 +111,13 @@ async def _pending(ctx: Context) -> None:
     if member is None or member.status != MemberStatus.PENDING:  # decided meanwhile
         ctx.say_standing()
         return
-    # Nothing is kept of a request withdrawn: the officers' prompt then answers "withdrawn".
+    # Kept, nameless, rather than deleted: on SQLite a deleted row's id is given again, and
+    # the officers' old buttons would then decide someone else's request.
+    erased = privacy.placeholders(ctx).name
+    member.status = MemberStatus.REJECTED
+    member.full_name, member.name_folded, member.erased_at = erased, fold(erased), ctx.now
     ctx.account.member_id = None
     ctx.member = None
-    await ctx.session.delete(member)
     ctx.say("join.withdrawn")
 
 
@@ -342,7 +346,7 @@ async def decide(ctx: Context, args: list[str]) -> None:
     own_unit = await units.get(ctx.session, officer.unit_id) if officer else None
     # Locked: two officers pressing at once must not both decide (the second reads the first's).
     applicant = await members.get_locked(ctx.session, int(args[0])) if own_unit else None
-    if own_unit is not None and applicant is None:
+    if own_unit is not None and (applicant is None or applicant.erased_at is not None):
         # Withdrawn by the applicant (or never there): nothing left to decide.
         ctx.outcome.choice_notice = ctx.t("join.request_gone_short")
         ctx.say("join.request_gone")

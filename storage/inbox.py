@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -297,15 +297,23 @@ async def unprocessed_pages(
     """Yield the (key, payload) of every update stored but not handled, a page at a time.
 
     Each page is read in a session of its own: a long outage can leave many pages waiting.
+    Only updates stored before the first page: later ones are being answered as they come.
     """
+    async with sessions() as session:
+        last = await session.scalar(
+            select(func.max(InboundUpdate.id)).where(
+                InboundUpdate.channel == channel, InboundUpdate.processed_at.is_(None)
+            )
+        )
     last_id = 0
-    while True:
+    while last is not None and last_id < last:
         async with sessions() as session:
             stored = await unprocessed(session, channel, page, after_id=last_id)
-            found = [(row.update_key, row.payload) for row in stored if row.payload is not None]
-        if not stored:
+            rows = [row for row in stored if row.id <= last]
+            found = [(row.update_key, row.payload) for row in rows if row.payload is not None]
+        if not rows:
             return
-        last_id = stored[-1].id
+        last_id = rows[-1].id
         yield found
 
 

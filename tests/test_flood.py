@@ -123,7 +123,7 @@ async def test_stopping_does_not_wait_for_a_flood_whose_rest_is_answered_after_r
     assert stopped_in < 5, stopped_in  # not the 20 s the waiting messages would take
     answered = _answered_commands([m.text for m in bot.api.messages_to(flooder.tg.id)])
 
-    async with running_bot(database_url, clock) as bot:
+    async with running_bot(database_url, clock, webhook=False) as bot:  # polling again
         rest = 12 - len(answered)
         again = await bot.api.wait_for_messages(flooder.tg.id, rest, within=10)
     assert sorted(answered + _answered_commands([m.text for m in again])) == list(range(1, 13))

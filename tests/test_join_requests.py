@@ -179,8 +179,13 @@ async def test_a_pending_applicant_can_withdraw_the_request(
     assert "Đã rút yêu cầu" in withdrawn[-1].text
     assert await _member_named(sessions, "Đỗ Thị Em") is None
 
+    # The next request must not be decided by the withdrawn one's old buttons.
+    await _request_to_join(bot.user(1041, "Phúc"), "Kiều Văn Phúc")
     late = await bot.user(9001, "Minh").press_data(prompt.callback_data("Duyệt"))
     assert "không còn nữa" in late[-1].text
+    next_one = await _member_named(sessions, "Kiều Văn Phúc")
+    assert next_one is not None
+    assert next_one.status == MemberStatus.PENDING
     again = await newcomer.send("/start")
     assert "gõ tên hoặc mã công đoàn cơ sở" in again[-1].text  # a newcomer once more
 

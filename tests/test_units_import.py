@@ -559,3 +559,20 @@ async def test_a_title_row_above_the_header_is_one_problem_saying_so(
     text = Catalogue.load()("import.missing_column", line=1, **problems[0].fields)
     assert 'thiếu cột "code", "name", "parent_code", "kind", "sector"' in text
     assert "Dòng đầu tiên có chữ của tệp phải là dòng tiêu đề" in text
+
+
+async def test_moving_a_unit_down_a_long_chain_blames_its_row_for_its_subtree(
+    sessions: SessionFactory, clock: ManualClock, tmp_path: Path
+) -> None:
+    await load_sample(sessions, clock)
+    chain = [
+        f"A{n},Công đoàn cấp trên số {n},{f'A{n - 1}' if n > 1 else 'LDLD-NT'},upper,"
+        for n in range(1, 11)
+    ]
+    # CD-KCN goes to level 12 of the tree, and its CĐCS, already stored, to level 13.
+    path = unit_csv(tmp_path, *chain, "CD-KCN,Công đoàn các Khu công nghiệp tỉnh,A10,upper,")
+
+    problems = await rejected(sessions, path, clock)
+
+    assert [(p.line, p.kind) for p in problems] == [(12, "too_deep")]
+    assert problems[0].fields["code"].startswith("CDCS-")

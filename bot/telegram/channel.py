@@ -224,9 +224,9 @@ class TelegramChannel:
             stored = await self._inbox.store(CHANNEL, key, payload)
         except Exception as error:
             if not is_connection_error(error):
-                raise
-            # The database is down: answered from memory once it is back, unless the bot
-            # stops first (Telegram has already handed the update over).
+                log.warning("could not store Telegram update %s", key, exc_info=True)
+            # Answered from memory (once the database is back, if it is down), unless the bot
+            # stops first: Telegram has already handed the update over.
             try:
                 received = read_update(payload)
             except UnreadableUpdateError:
@@ -314,15 +314,17 @@ class TelegramChannel:
             # outage or by flood control) is "too old" for Telegram, but its answers must go.
             try:
                 await bot.answer_callback_query(received.callback_query_id, text=notice)
-                if outcome.choice_accepted and received.pressed_on is not None:
-                    # Spent buttons disappear, so the same choice cannot be pressed twice.
-                    chat, message_id = received.pressed_on
-                    with contextlib.suppress(BadRequest):
-                        await bot.edit_message_reply_markup(
-                            chat_id=chat, message_id=message_id, reply_markup=None
-                        )
             except TelegramError as error:
                 log.info("could not acknowledge the press of %s: %s", chat_id, error)
+            if outcome.choice_accepted and received.pressed_on is not None:
+                # Spent buttons disappear, so the same choice cannot be pressed twice.
+                chat, message_id = received.pressed_on
+                try:
+                    await bot.edit_message_reply_markup(
+                        chat_id=chat, message_id=message_id, reply_markup=None
+                    )
+                except TelegramError as error:
+                    log.info("could not take the spent buttons off in %s: %s", chat, error)
         for index, reply in enumerate(outcome.replies):
             try:
                 await self._send(chat_id, reply)

@@ -400,9 +400,14 @@ def _tree_problems(
 def _too_deep(
     parsed: Mapping[str, _Parsed], parents: Mapping[str, str | None]
 ) -> Iterator[ImportProblem]:
-    """Yield a problem for each row of the file deeper than a union tree goes."""
+    """Yield a problem for each row of the file that puts a unit deeper than a tree goes.
+
+    Units already in the database count too: a row moving a unit carries its subtree along,
+    and is the line to blame.
+    """
     depths: dict[str, int] = {}
-    for code, row in parsed.items():
+    blamed: set[str] = set()
+    for code in parents:
         chain: list[str] = []
         node: str | None = code
         while node is not None and node not in depths:
@@ -412,8 +417,16 @@ def _too_deep(
         for step in reversed(chain):
             depth += 1
             depths[step] = depth
-        if depths[code] > MAX_DEPTH:
-            yield ImportProblem(row.line, "too_deep", {"code": code, "levels": str(MAX_DEPTH + 1)})
+        if depths[code] <= MAX_DEPTH:
+            continue
+        # The row nearest the unit on its way up: the unit's own, or a moved ancestor's.
+        row_code: str | None = code
+        while row_code is not None and row_code not in parsed:
+            row_code = parents.get(row_code)
+        if row_code is not None and row_code not in blamed:
+            blamed.add(row_code)
+            fields = {"code": code, "levels": str(MAX_DEPTH + 1)}
+            yield ImportProblem(parsed[row_code].line, "too_deep", fields)
 
 
 def _cycles(
