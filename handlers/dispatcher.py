@@ -333,7 +333,9 @@ class Dispatcher:
             return
         if flow is not None:  # a flow that no longer exists after an upgrade
             ctx.leave()
-        if ctx.active_member is None:
+        if self._routes.text is not None:
+            await self._routes.text(ctx)
+        elif ctx.active_member is None:
             ctx.say_standing()
         else:
             ctx.say("hint.free_text")

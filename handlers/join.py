@@ -65,6 +65,18 @@ async def start(ctx: Context) -> None:
     ctx.say("join.ask_unit")
 
 
+async def free_text(ctx: Context) -> None:
+    """Answer text outside a conversation: an invitation code starts joining; else a hint."""
+    if ctx.active_member is not None:
+        ctx.say("hint.free_text")
+        return
+    text = clean_line(ctx.text)
+    if invitations.looks_like_code(text) and await invitations.find(ctx.session, text):
+        await _start_with_code(ctx, text)
+        return
+    ctx.say_standing()
+
+
 async def _start_with_code(ctx: Context, code: str) -> None:
     invitation = await invitations.find(ctx.session, code)
     problem = invitations.problem(invitation, ctx.now)

@@ -51,6 +51,8 @@ class Routes:
     commands: Mapping[str, Command]
     flows: Mapping[str, Handler]
     actions: Mapping[str, ActionHandler]
+    # Text outside any conversation; by default a hint.
+    text: Handler | None = None
 
     def menu(self) -> list[tuple[str, str]]:
         """Return (command, catalogue key) pairs for the messenger's command menu."""
@@ -134,4 +136,5 @@ def build_routes() -> Routes:
         upward.ACTION: upward.open_form,
         link.PREFER_ACTION: link.prefer,
     }
-    return Routes(commands=commands, flows=flows, actions=actions)
+    # A newcomer's invitation code typed on its own (Zalo has no deep links) joins them.
+    return Routes(commands=commands, flows=flows, actions=actions, text=join.free_text)

@@ -261,7 +261,7 @@ async def test_names_are_letters_and_consent_can_be_typed(
     assert "Chào mừng H'Lộc Niê-Phạm" in joined[-1].text
 
 
-async def test_a_code_typed_at_the_unit_search_is_taken_as_the_invitation(
+async def test_a_code_typed_alone_or_at_the_unit_search_is_taken_as_the_invitation(
     bot: TelegramBot, org: dict[str, int], sessions: SessionFactory, clock: ManualClock
 ) -> None:
     code = await invitation_code(sessions, org["CDCS-MUOI"], clock.now())
@@ -269,6 +269,15 @@ async def test_a_code_typed_at_the_unit_search_is_taken_as_the_invitation(
     await user.send("/start")
     answer = await user.send(code.lower())
     assert "Bạn được mời tham gia Công đoàn cơ sở Công ty Cổ phần Muối" in answer[0].text
+
+    # Typed on its own, as a code passed on by word of mouth or over Zalo arrives.
+    alone = await bot.user(1042, "Nhàn").send(f" {code} ")
+    assert "Bạn được mời tham gia Công đoàn cơ sở Công ty Cổ phần Muối" in alone[0].text
+    # Anything else a newcomer types still gets the hint, and a member's text is no code.
+    hint = await bot.user(1043, "Oanh").send("ABCDEFGH")
+    assert "Bạn chưa tham gia công đoàn" in hint[-1].text
+    member = await bot.user(1001, "Lan").send(code)
+    assert "Tôi chưa hiểu tin nhắn này" in member[-1].text
 
 
 async def test_a_broad_search_says_there_are_more_units(

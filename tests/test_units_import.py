@@ -376,7 +376,7 @@ BAD_CSV_CASES: dict[str, tuple[list[str], list[tuple[int, str, dict[str, str]]]]
     ),
     "missing kind": (
         ["A,Công đoàn A,LDLD-NT,,"],
-        [(2, "bad_kind", {"value": ""})],
+        [(2, "missing_kind", {"code": "A"})],
     ),
     "bad sector": (
         ["A,Công đoàn A,LDLD-NT,upper,tư nhân"],
@@ -388,7 +388,17 @@ BAD_CSV_CASES: dict[str, tuple[list[str], list[tuple[int, str, dict[str, str]]]]
     ),
     "bad name": (
         ["A,  ,LDLD-NT,upper,", "B," + "x" * 256 + ",LDLD-NT,upper,"],
-        [(2, "bad_name", {"code": "A"}), (3, "bad_name", {"code": "B"})],
+        [
+            (2, "bad_name", {"code": "A"}),
+            (3, "name_too_long", {"code": "B", "length": "256", "maximum": "255"}),
+        ],
+    ),
+    "a name with an unquoted comma": (
+        [
+            "X1,Công đoàn cơ sở Công ty TNHH Xây dựng, Thương mại Phước Hải,"
+            "CD-PRTC,grassroots,enterprise"
+        ],
+        [(2, "too_many_cells", {"count": "6", "columns": "5"})],
     ),
     "parent is grassroots": (
         [f"X,Tổ công đoàn,{GARMENT},grassroots,enterprise"],

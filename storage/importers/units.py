@@ -27,7 +27,10 @@ PROBLEM_KINDS = (
     "empty_file",
     "bad_code",
     "bad_name",
+    "name_too_long",
     "bad_kind",
+    "missing_kind",
+    "too_many_cells",
     "bad_sector",
     "bad_cluster",
     "duplicate_code",
@@ -90,6 +93,9 @@ class UnitRow:
     sector: str
     # The emulation cluster (khối, cụm thi đua); None when the file has no cluster column.
     cluster: str | None = None
+    # Cells with text beyond the header's last column: a name with an unquoted comma.
+    cells: int = 0
+    columns: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,7 @@ class _Existing:
 def read_unit_rows(path: Path) -> list[UnitRow]:
     """Read the data rows of a CSV or XLSX unit file, raising UnitImportError if unusable."""
     header_line, columns, rows = find_columns(read_table(path), COLUMNS)
+    width = 1 + max(index for name, index in columns.positions.items() if name)
     result = [
         UnitRow(
             line=number,
@@ -160,6 +167,8 @@ def read_unit_rows(path: Path) -> list[UnitRow]:
             kind=columns.cell(cells, "kind"),
             sector=columns.cell(cells, "sector"),
             cluster=columns.cell(cells, "cluster") if "cluster" in columns.positions else None,
+            cells=sum(1 for cell in cells if cell.strip()) if _overflows(cells, width) else 0,
+            columns=width,
         )
         for number, cells in rows
     ]
@@ -210,6 +219,11 @@ def find_columns(
         columns = '", "'.join(missing)  # the text quotes the value: "code", "name"
         raise UnitImportError([ImportProblem(header_line, "missing_column", {"column": columns})])
     return header_line, Columns(positions), [(n, c) for n, c in rows if not _is_blank(c)]
+
+
+def _overflows(cells: list[str], width: int) -> bool:
+    """Tell whether a row has text in cells beyond the header's last column."""
+    return any(cell.strip() for cell in cells[width:])
 
 
 def _unreadable(reason: str, line: int = 1) -> UnitImportError:
@@ -294,14 +308,24 @@ def _parse_rows(rows: list[UnitRow]) -> tuple[dict[str, _Parsed], set[str], list
     for row in rows:
         code = _normalize_code(row.code)
         seen.add(code)
+        if row.cells:
+            # Its cells are shifted: every check after the comma would blame the wrong column.
+            fields = {"count": str(row.cells), "columns": str(row.columns)}
+            problems.append(ImportProblem(row.line, "too_many_cells", fields))
+            continue
         code_ok = _CODE.fullmatch(code) is not None
         if not code_ok:
             problems.append(ImportProblem(row.line, "bad_code", {"value": row.code.strip()}))
         name = clean_line(row.name)
-        if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        if not name:
             problems.append(ImportProblem(row.line, "bad_name", {"code": code}))
+        elif len(name) > MAX_NAME_LENGTH:
+            fields = {"code": code, "length": str(len(name)), "maximum": str(MAX_NAME_LENGTH)}
+            problems.append(ImportProblem(row.line, "name_too_long", fields))
         kind = _KINDS.get(_key(row.kind))
-        if kind is None:
+        if kind is None and not row.kind.strip():
+            problems.append(ImportProblem(row.line, "missing_kind", {"code": code}))
+        elif kind is None:
             problems.append(ImportProblem(row.line, "bad_kind", {"value": row.kind.strip()}))
         sector: Sector | None = None
         if _key(row.sector):
