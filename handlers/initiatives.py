@@ -493,8 +493,8 @@ async def _submit(ctx: Context, scope: Scope, initiative: Initiative) -> None:
         ctx.say("initiative.resubmitted", reference=initiative.reference)
     else:
         ctx.say("initiative.submitted", reference=initiative.reference, title=initiative.title)
-    # The officers nearest the author's unit learn there is something to review.
-    for officer in await members.nearest_officers(ctx.session, scope.unit):
+    # The officers nearest the author's unit who can be reached learn there is something to review.
+    for officer in await members.nearest_reachable_officers(ctx.session, scope.unit, ctx.now):
         if officer.id == scope.member.id:
             continue
         text = ctx.t(

@@ -9,7 +9,7 @@ from handlers.audit_log import note
 from handlers.context import ACTION_PREFIX, Context
 from handlers.permissions import Action, refusal
 from handlers.types import Choice, Reply
-from storage import accounts, invitations, members, units
+from storage import invitations, members, units
 from storage.models import Member, MemberStatus, Role, Unit, UnitKind
 from storage.text import clean_line, fold
 
@@ -256,7 +256,7 @@ async def _join_by_invitation(ctx: Context, unit: Unit, code: str, name: str) ->
 
 
 async def _request_to_join(ctx: Context, unit: Unit, name: str) -> None:
-    officers = await _reachable_officers(ctx, unit)
+    officers = await members.nearest_reachable_officers(ctx.session, unit, ctx.now)
     if not officers:
         ctx.leave()
         ctx.say("join.no_officer", unit=unit.name)
@@ -274,15 +274,6 @@ async def _request_to_join(ctx: Context, unit: Unit, name: str) -> None:
     for officer in officers:
         await ctx.notify(officer.id, prompt)
     ctx.say("join.requested", unit=unit.name)
-
-
-async def _reachable_officers(ctx: Context, unit: Unit) -> list[Member]:
-    """Return the nearest officers a message can reach now, going up past unreachable ones."""
-    for level in await members.officers_by_nearness(ctx.session, unit):
-        reachable = await accounts.pushable(ctx.session, [o.id for o in level], ctx.now)
-        if reachable:
-            return [officer for officer in level if officer.id in reachable]
-    return []
 
 
 def _decide_choices(ctx: Context, applicant: Member, *, named: bool = False) -> tuple[Choice, ...]:

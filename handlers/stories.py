@@ -289,7 +289,7 @@ async def _confirm(ctx: Context, scope: Scope) -> None:
     await ctx.session.flush()
     ctx.leave()
     ctx.say("story.submitted", name=story.subject_name)
-    for officer in await members.nearest_officers(ctx.session, unit):
+    for officer in await members.nearest_reachable_officers(ctx.session, unit, ctx.now):
         if officer.id == scope.member.id:
             continue
         text = ctx.t(

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import accounts
 from storage.models import Member, MemberStatus, Role, Unit
 from storage.text import clean_line, fold
 from storage.units import in_subtree
@@ -78,6 +79,20 @@ async def officers_by_nearness(session: AsyncSession, unit: Unit) -> list[list[M
     for member, depth in (await session.execute(statement)).all():
         levels.setdefault(depth, []).append(member)
     return list(levels.values())
+
+
+async def nearest_reachable_officers(
+    session: AsyncSession, unit: Unit, now: datetime
+) -> list[Member]:
+    """Return the nearest officers a message can reach now, going up past unreachable ones.
+
+    An officer who blocked the bot, or is outside Zalo's push window, would never see it.
+    """
+    for level in await officers_by_nearness(session, unit):
+        reachable = await accounts.pushable(session, [o.id for o in level], now)
+        if reachable:
+            return [officer for officer in level if officer.id in reachable]
+    return []
 
 
 async def pending_under(

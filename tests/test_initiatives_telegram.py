@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from storage.engine import SessionFactory
-from storage.models import Initiative, InitiativeStatus, Role, Unit
+from storage.models import ChannelAccount, Initiative, InitiativeStatus, Role, Unit
 from storage.text import fold
 from tests.builders import add_campaign, add_member
 from tests.factories import document_update, photo_update
@@ -120,6 +120,25 @@ async def test_a_member_submits_an_initiative_with_attachments_and_gets_a_receip
     )
     mine = await lan.send("/cuatoi")
     assert f"• SK-2023-000001 – {TITLE}: chờ duyệt" in mine[-1].text
+
+
+async def test_the_review_notice_goes_up_when_the_cdcs_officer_cannot_be_reached(
+    bot: TelegramBot, people: dict[str, int], sessions: SessionFactory
+) -> None:
+    async with sessions() as session, session.begin():
+        # Hoa, the officer of Lan's CĐCS, blocked the bot: Minh, one level up, is told instead.
+        await session.execute(
+            update(ChannelAccount)
+            .where(ChannelAccount.external_id == str(HOA))
+            .values(reachable=False)
+        )
+    lan = bot.user(LAN, "Lan")
+    await write_until_summary(lan)
+    await lan.press("Gửi sáng kiến")
+
+    told = await bot.user(MINH, "Minh").wait_for(1)
+    assert told[0].text.startswith(f"💡 Sáng kiến mới chờ duyệt: SK-2023-000001 – {TITLE}")
+    assert bot.api.messages_to(HOA) == []
 
 
 async def test_a_member_who_leaves_halfway_finds_the_draft_waiting(
