@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from handlers.audit_log import note
 from handlers.context import Context
+from handlers.parsing import parse_id
 from handlers.permissions import Action, refusal
 from handlers.types import Choice
 from storage import invitations, units
@@ -22,8 +23,12 @@ async def start(ctx: Context) -> None:
     if key is not None or own is None:
         ctx.say(key or "permission.denied")
         return
+    sizes = _sizes(ctx.text.partition(" ")[2])
+    if sizes is None:
+        ctx.say("invite.bad_sizes", uses_max=invitations.USES_MAX, days_max=invitations.DAYS_MAX)
+        return
     listed = await units.subtree(ctx.session, own, limit=LISTED_UNITS)
-    ctx.enter(FLOW, "unit")
+    ctx.enter(FLOW, "unit", **sizes)
     ctx.say("invite.ask_unit", choices=[ctx.choice(_label(u), f"u{u.id}") for u in listed])
 
 
@@ -86,15 +91,18 @@ async def _choose_role(ctx: Context, own: Unit) -> None:
         ctx.leave()
         ctx.say(key or "permission.outside_subtree")
         return
-    config = ctx.services.config
-    # An officer's code makes one officer; a member's code is shared with a whole unit.
-    uses = 1 if role == Role.OFFICER else config.invite_default_uses
+    config, data = ctx.services.config, ctx.conversation.data
+    # An officer's code makes one officer; a member's code is shared with a whole unit. The
+    # officer may say otherwise, as `thidua invite --uses --days` does: /moi 300 30.
+    default_uses = 1 if role == Role.OFFICER else config.invite_default_uses
+    uses = int(data.get("uses") or default_uses)
+    days = int(data.get("days") or config.invite_default_days)
     invitation = await invitations.create(
         ctx.session,
         unit=unit,
         role=role,
         uses=uses,
-        days=config.invite_default_days,
+        days=days,
         now=ctx.now,
         created_by_id=ctx.member.id if ctx.member else None,
     )
@@ -105,7 +113,7 @@ async def _choose_role(ctx: Context, own: Unit) -> None:
         subject=f"invitation:{invitation.id}",
         role=role.value,
         uses=uses,
-        days=config.invite_default_days,
+        days=days,
     )
     ctx.leave()
     links = "\n".join(ctx.services.invite_links.links(invitation.code))
@@ -118,6 +126,22 @@ async def _choose_role(ctx: Context, own: Unit) -> None:
         expires=ctx.local_time(invitation.expires_at),
         links=links or ctx.t("invite.no_link"),
     )
+
+
+def _sizes(arguments: str) -> dict[str, int] | None:
+    """Read "/moi [uses [days]]": the numbers given, or None when they are not numbers in range."""
+    words = arguments.split()
+    if len(words) > 2:
+        return None
+    numbers = [parse_id(word) for word in words]
+    if any(n is None for n in numbers):
+        return None
+    sizes = dict(zip(("uses", "days"), (n for n in numbers if n is not None), strict=False))
+    if not 1 <= sizes.get("uses", 1) <= invitations.USES_MAX:
+        return None
+    if not 1 <= sizes.get("days", 1) <= invitations.DAYS_MAX:
+        return None
+    return sizes
 
 
 def _label(unit: Unit) -> str:

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from storage.clock import ManualClock
 from storage.engine import SessionFactory
-from storage.models import Member, MemberStatus
+from storage.models import Invitation, Member, MemberStatus
 from tests.builders import invitation_code
 from tests.telegram_harness import TelegramBot
 
@@ -116,3 +116,29 @@ async def test_join_by_search_with_officer_approval(
         member = await session.scalar(select(Member).where(Member.full_name == "Võ Văn Bình"))
     assert member is not None
     assert member.status == MemberStatus.ACTIVE
+
+
+async def test_an_officer_sizes_a_code_as_the_command_line_does(
+    bot: TelegramBot, org: dict[str, int], sessions: SessionFactory, clock: ManualClock
+) -> None:
+    minh = bot.user(9001, "Minh")
+    await minh.send("/moi 300 30")
+    await minh.press("May Ninh Thuận")
+    created = await minh.press("Đoàn viên")
+    assert "Số lượt dùng: 300" in created[-1].text
+    assert f"Hết hạn: {(clock.now() + timedelta(days=30)).strftime('%d/%m')}" in created[-1].text
+    code = created[-1].text.split("\n")[0].removeprefix("🎟 Mã mời: ")
+    async with sessions() as session:
+        invitation = await session.scalar(select(Invitation).where(Invitation.code == code))
+    assert invitation is not None
+    assert invitation.uses_left == 300
+
+    # Plain /moi keeps the defaults, and says how to ask for more.
+    await minh.send("/moi")
+    await minh.press("May Ninh Thuận")
+    default = await minh.press("Đoàn viên")
+    assert "Số lượt dùng: 50" in default[-1].text
+    assert "/moi 300 30" in default[-1].text
+    for wrong in ("/moi nhiều", "/moi 0", "/moi 300 99999", "/moi 1 2 3"):
+        refused = await minh.send(wrong)
+        assert "Gõ /moi, hoặc /moi kèm số lượt dùng (1 đến 100000)" in refused[-1].text, wrong
