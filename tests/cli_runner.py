@@ -8,11 +8,14 @@ import sys
 from pathlib import Path
 
 
+def child_env() -> dict[str, str]:
+    """This process's environment without the settings a test gives its child itself."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_"))}
+
+
 async def thidua(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
     """Run the CLI; return its exit status, standard output and standard error."""
-    inherited = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_"))
-    }
+    inherited = child_env()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bot.demo import run_demo
 from bot.settings import load_settings
+from tests.cli_runner import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,7 +75,7 @@ async def test_a_scripted_demo_session_joins_and_gets_approved(tmp_path: Path) -
 
 
 def test_make_demo_runs_without_a_token_from_a_pipe(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_"))}
+    env = child_env()
     result = subprocess.run(
         [sys.executable, "-m", "bot", "demo"],
         input="/help\n",
@@ -127,7 +128,7 @@ async def test_an_officer_decides_a_listed_request_by_its_number(tmp_path: Path)
 
 
 def test_ctrl_c_at_the_demo_prompt_stops_it_at_once(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_"))}
+    env = child_env()
     terminal, its_end = pty.openpty()  # a real terminal: the demo prompts and waits in input()
     demo = subprocess.Popen(
         [sys.executable, "-m", "bot", "demo"],
